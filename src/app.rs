@@ -1,0 +1,146 @@
+//! Builds the process from settings and runs the selected roles until shutdown.
+//!
+//! Start-up order: connect NATS and PostgreSQL (fail fast, one line naming what and where) →
+//! migrate → provision `nats/` → compile `pipelines/` (refusing an inconsistent graph) →
+//! serve HTTP and run stages → on SIGTERM/SIGINT stop pulling, drain in-flight work, exit 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::task::JoinSet;
+
+use crate::bus::Bus;
+use crate::bus::provision::{self, Change, Definitions};
+use crate::bus::runner::Runtime;
+use crate::http::{self, HttpState};
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Topology};
+use crate::settings::Settings;
+use crate::shutdown::Shutdown;
+use crate::stages;
+use crate::store::Store;
+
+/// Which parts of the platform this process runs.
+#[derive(Clone, Debug)]
+pub enum Role {
+    /// Ingress and every stage.
+    All,
+    /// Ingress only.
+    Ingress,
+    /// One stage, optionally overriding its concurrency.
+    Stage {
+        /// Stage name.
+        name: String,
+        /// Handlers in flight, instead of the pipeline's value.
+        concurrency: Option<usize>,
+    },
+}
+
+/// Connects to NATS, failing fast with a one-line error.
+pub async fn connect_bus(settings: &Settings) -> anyhow::Result<Bus> {
+    Bus::connect(
+        &settings.nats.url,
+        Duration::from_millis(settings.nats.connect_timeout_ms),
+    )
+    .await
+}
+
+/// Loads `nats/` and `pipelines/` and compiles them; all problems in one error.
+pub fn load_topology(settings: &Settings) -> anyhow::Result<(Definitions, Topology)> {
+    let definitions = Definitions::load(&settings.paths.nats)?;
+    let pipelines = pipeline::load(&settings.paths.pipelines)?;
+    let topology = pipeline::compile(pipelines, &definitions).map_err(|problems| {
+        anyhow::anyhow!("inconsistent pipeline graph:\n  {}", problems.join("\n  "))
+    })?;
+    Ok((definitions, topology))
+}
+
+/// Creates or verifies every stream and consumer; logs what changed.
+pub async fn provision(
+    bus: &Bus,
+    definitions: &Definitions,
+) -> anyhow::Result<Vec<(String, Change)>> {
+    let report = provision::provision(bus, definitions).await?;
+    for (what, change) in &report {
+        match change {
+            Change::Unchanged => tracing::debug!(what, "provision: unchanged"),
+            Change::Created => tracing::info!(what, "provision: created"),
+            Change::Updated(keys) => tracing::info!(what, ?keys, "provision: updated"),
+        }
+    }
+    Ok(report.into_iter().collect())
+}
+
+/// Runs `role` until SIGTERM/SIGINT.
+pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
+    let (definitions, topology) = load_topology(&settings)?;
+    let bus = connect_bus(&settings).await?;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    provision(&bus, &definitions).await?;
+
+    let selected: Vec<_> = match &role {
+        Role::All => topology.stages.clone(),
+        Role::Ingress => Vec::new(),
+        Role::Stage { name, concurrency } => {
+            let mut spec = topology.stage(name).cloned().with_context(|| {
+                format!(
+                    "stage `{name}` is in no pipeline under `{}`",
+                    settings.paths.pipelines.display()
+                )
+            })?;
+            if let Some(concurrency) = concurrency {
+                spec.concurrency = (*concurrency).max(1);
+            }
+            vec![spec]
+        }
+    };
+
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals()?;
+    let metrics = Metrics::default();
+    for spec in &selected {
+        metrics.stage(&spec.name);
+    }
+    let runtime = Runtime {
+        bus: bus.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        settings: settings.runner.clone(),
+    };
+
+    let listener = tokio::net::TcpListener::bind(settings.http.listen)
+        .await
+        .with_context(|| format!("bind http listener on {}", settings.http.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, ?role, "serving");
+    let state = HttpState {
+        bus,
+        store,
+        metrics,
+        stages: Arc::new(selected.clone()),
+    };
+
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    tasks.spawn(http::serve(listener, http::router(state), shutdown.clone()));
+    for spec in selected {
+        let descriptor = stages::find(&spec.name)
+            .with_context(|| format!("stage `{}` is not in this build", spec.name))?;
+        tasks.spawn((descriptor.run)(spec, runtime.clone(), shutdown.clone()));
+    }
+
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.map_err(anyhow::Error::from).and_then(|inner| inner);
+        if let Err(error) = result {
+            tracing::error!(error = format!("{error:#}"), "role failed; shutting down");
+            failure.get_or_insert(error);
+            shutdown.trigger();
+        } else if !shutdown.is_triggered() {
+            tracing::error!("a role stopped on its own; shutting down");
+            shutdown.trigger();
+        }
+    }
+    tracing::info!("stopped");
+    failure.map_or(Ok(()), Err)
+}

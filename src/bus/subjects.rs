@@ -1,0 +1,115 @@
+//! Every subject and stream name is built here, and nowhere else.
+//!
+//! Subjects are lowercase dot tokens; the tenant id is a token wherever it is known, so
+//! consumers can filter per tenant and subject mapping can partition by it. Streams are
+//! UPPERCASE.
+
+use std::fmt;
+
+use crate::ids::TenantId;
+
+/// The stream holding canary probes and their answers.
+pub const CANARY_STREAM: &str = "CANARY";
+/// The stream holding dead letters of every stage.
+pub const DEAD_LETTER_STREAM: &str = "DLQ";
+
+/// The tenant token of a subject: one tenant, or the single-token wildcard.
+#[derive(Clone, Copy, Debug)]
+pub enum TenantToken<'a> {
+    /// A concrete tenant.
+    Id(&'a TenantId),
+    /// Any tenant (`*`), for filters and patterns.
+    Any,
+}
+
+impl fmt::Display for TenantToken<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TenantToken::Id(tenant) => write!(f, "{tenant}"),
+            TenantToken::Any => f.write_str("*"),
+        }
+    }
+}
+
+/// `canary.requested.<tenant>`: a probe asking the pipeline to answer.
+pub fn canary_requested(tenant: TenantToken<'_>) -> String {
+    format!("canary.requested.{tenant}")
+}
+
+/// `canary.answered.<tenant>`: the canary stage's answer to a probe.
+pub fn canary_answered(tenant: TenantToken<'_>) -> String {
+    format!("canary.answered.{tenant}")
+}
+
+/// `dlq.<stage>`: dead letters of one stage.
+pub fn dead_letter(stage: &str) -> String {
+    format!("dlq.{stage}")
+}
+
+/// `dlq.*`: dead letters of every stage.
+pub fn dead_letter_any() -> String {
+    dead_letter("*")
+}
+
+/// Returns true when some concrete subject could match both patterns (`*` and `>` wildcards).
+pub fn overlaps(left: &str, right: &str) -> bool {
+    let mut left_tokens = left.split('.');
+    let mut right_tokens = right.split('.');
+    loop {
+        match (left_tokens.next(), right_tokens.next()) {
+            (Some(">"), Some(_)) | (Some(_), Some(">")) => return true,
+            (Some(a), Some(b)) => {
+                if a != "*" && b != "*" && a != b {
+                    return false;
+                }
+            }
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Returns true when every subject matching `inner` also matches `outer`.
+pub fn covers(outer: &str, inner: &str) -> bool {
+    let mut outer_tokens = outer.split('.');
+    let mut inner_tokens = inner.split('.');
+    loop {
+        match (outer_tokens.next(), inner_tokens.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some(_), Some(">")) => return false,
+            (Some("*"), Some(_)) => {}
+            (Some(_), Some("*")) => return false,
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_carry_the_tenant_as_a_token() {
+        let tenant = TenantId::parse("0191e8a4-7c1e-7d2a-9f6e-1a2b3c4d5e6f").unwrap();
+        assert_eq!(
+            canary_requested(TenantToken::Id(&tenant)),
+            "canary.requested.0191e8a4-7c1e-7d2a-9f6e-1a2b3c4d5e6f"
+        );
+        assert_eq!(canary_answered(TenantToken::Any), "canary.answered.*");
+        assert_eq!(dead_letter("dedupe"), "dlq.dedupe");
+    }
+
+    #[test]
+    fn wildcard_overlap_and_cover() {
+        assert!(overlaps("canary.requested.>", "canary.requested.*"));
+        assert!(overlaps("a.*.c", "a.b.*"));
+        assert!(!overlaps("canary.requested.*", "canary.answered.*"));
+        assert!(!overlaps("a.b", "a.b.c"));
+        assert!(covers("canary.>", "canary.requested.*"));
+        assert!(covers("dlq.*", "dlq.canary"));
+        assert!(!covers("dlq.canary", "dlq.*"));
+        assert!(!covers("canary.requested.*", "canary.>"));
+    }
+}

@@ -1,0 +1,129 @@
+//! The operational HTTP surface every role serves: `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Ingress routes (webhooks, the management API) are mounted beside these by later issues.
+//! Errors are `application/problem+json` (RFC 9457).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::bus::Bus;
+use crate::metrics::{ConsumerGauge, Metrics};
+use crate::pipeline::StageSpec;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// Shared state of the operational endpoints.
+#[derive(Clone, Debug)]
+pub struct HttpState {
+    /// The bus (readiness, consumer gauges).
+    pub bus: Bus,
+    /// The database (readiness).
+    pub store: Store,
+    /// Stage counters.
+    pub metrics: Metrics,
+    /// Stages whose consumers `/metrics` reports.
+    pub stages: Arc<Vec<StageSpec>>,
+}
+
+/// Returns an RFC 9457 problem response.
+pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
+    let body = json!({ "type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Returns the router of the operational endpoints.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "not found", "no such route") })
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let nats = if state.bus.is_connected() {
+        Ok(())
+    } else {
+        Err("nats: disconnected".to_owned())
+    };
+    let postgres = match tokio::time::timeout(Duration::from_secs(2), state.store.is_ready()).await
+    {
+        Ok(result) => result,
+        Err(_) => Err("postgres: no answer within 2s".to_owned()),
+    };
+    let show = |result: &Result<(), String>| match result {
+        Ok(()) => "ok".to_owned(),
+        Err(reason) => reason.clone(),
+    };
+    let checks = json!({ "nats": show(&nats), "postgres": show(&postgres) });
+    if nats.is_ok() && postgres.is_ok() {
+        Json(json!({ "status": "ready", "checks": checks })).into_response()
+    } else {
+        let body = json!({
+            "type": "about:blank", "title": "not ready", "status": 503,
+            "detail": "a dependency is unavailable", "checks": checks,
+        });
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let mut gauges = Vec::new();
+    for stage in state.stages.iter() {
+        let lookup = async {
+            let stream = state.bus.jetstream().get_stream(&stage.stream).await.ok()?;
+            stream.consumer_info(&stage.consumer).await.ok()
+        };
+        if let Ok(Some(info)) = tokio::time::timeout(Duration::from_secs(1), lookup).await {
+            gauges.push(ConsumerGauge {
+                stage: stage.name.clone(),
+                pending: info.num_pending,
+                ack_pending: info.num_ack_pending as u64,
+                redelivered: info.num_redelivered as u64,
+            });
+        }
+    }
+    let body = state.metrics.render(&gauges);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown`, then finishes open requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}

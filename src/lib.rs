@@ -1,0 +1,33 @@
+//! `caller`: a multi-tenant platform that places and answers phone calls with voice AI
+//! agents, built as a stream-processing pipeline on NATS JetStream.
+//!
+//! # Layout
+//!
+//! - [`cli`], [`commands`]: the command line and what each command does.
+//! - [`app`]: builds the process from [`settings`] and runs roles until [`shutdown`].
+//! - [`bus`]: the bus contract — subjects, envelope, codec, delivery, outbox, the stage
+//!   runner, dead letters and provisioning.
+//! - [`events`]: every bus event type and their catalogue; [`schemas`] exports their JSON
+//!   Schemas.
+//! - [`stages`]: one module per pipeline stage; [`pipeline`] compiles `pipelines/*.yaml`.
+//! - [`store`]: PostgreSQL pool, migrations, one module of queries per table.
+//! - [`http`]: health, readiness and metrics endpoints; [`metrics`]: per-stage counters.
+//! - [`ids`], [`secret`], [`error`]: typed ids, redacting secrets, the stage error taxonomy.
+
+pub mod app;
+pub mod bus;
+pub mod cli;
+pub mod commands;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod ids;
+pub mod metrics;
+pub mod pipeline;
+pub mod schemas;
+pub mod secret;
+pub mod settings;
+pub mod shutdown;
+pub mod stages;
+pub mod store;
+pub mod telemetry;

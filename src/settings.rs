@@ -1,0 +1,232 @@
+//! Layered configuration: code defaults → optional file (`--config`, TOML) → environment.
+//!
+//! Environment variables are `CALLER__SECTION__KEY`, e.g. `CALLER__DATABASE__URL`. Secret
+//! fields are [`Secret`] so a `Debug` print of the settings never leaks them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use crate::secret::Secret;
+
+/// Every setting of the process.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The NATS JetStream server.
+    pub nats: NatsSettings,
+    /// The PostgreSQL database.
+    pub database: DatabaseSettings,
+    /// The HTTP listener (ingress, health, metrics).
+    pub http: HttpSettings,
+    /// Where the declarative definitions live.
+    pub paths: PathSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Stage runner tuning shared by every stage.
+    pub runner: RunnerSettings,
+}
+
+/// NATS connection settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// Server URL.
+    pub url: String,
+    /// How long start-up waits for the first connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            connect_timeout_ms: 3_000,
+        }
+    }
+}
+
+/// PostgreSQL connection settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL; secret because it may carry a password.
+    pub url: Secret<String>,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long to wait for a pooled connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("postgres://caller:caller@127.0.0.1:5432/caller".to_owned()),
+            max_connections: 16,
+            acquire_timeout_ms: 3_000,
+        }
+    }
+}
+
+/// HTTP listener settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to bind.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Locations of the declarative folders.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PathSettings {
+    /// `pipelines/`: topology and tuning.
+    pub pipelines: PathBuf,
+    /// `nats/`: stream and consumer definitions.
+    pub nats: PathBuf,
+}
+
+impl Default for PathSettings {
+    fn default() -> Self {
+        Self {
+            pipelines: PathBuf::from("pipelines"),
+            nats: PathBuf::from("nats"),
+        }
+    }
+}
+
+/// Log output settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `json` (default, one object per line) or `pretty` (for a terminal).
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info,caller=debug`.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Json,
+            filter: "info".to_owned(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+/// Stage runner tuning.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunnerSettings {
+    /// First retry delay for a retryable failure, in milliseconds (doubles per delivery).
+    pub retry_base_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_ms: u64,
+    /// How long one pull request waits for messages, in milliseconds.
+    pub pull_expires_ms: u64,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        Self {
+            retry_base_ms: 1_000,
+            retry_max_ms: 60_000,
+            pull_expires_ms: 5_000,
+        }
+    }
+}
+
+impl RunnerSettings {
+    /// Returns the delay before delivery number `delivered + 1`.
+    pub fn backoff(&self, delivered: i64) -> Duration {
+        let exponent = u32::try_from(delivered.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
+        let millis = self
+            .retry_base_ms
+            .saturating_mul(1u64 << exponent)
+            .min(self.retry_max_ms);
+        Duration::from_millis(millis)
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then the optional file, then `CALLER__*` environment variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            anyhow::ensure!(
+                path.exists(),
+                "config file `{}` does not exist",
+                path.display()
+            );
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("CALLER__").split("__"));
+        figment
+            .extract()
+            .map_err(|error| anyhow::anyhow!("invalid configuration: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_debug_hides_the_database_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("caller.toml");
+        std::fs::write(
+            &path,
+            "[database]\nurl = \"postgres://u:pw@db/x\"\n[http]\nlisten = \"0.0.0.0:9000\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&path)).unwrap();
+        assert_eq!(settings.http.listen.port(), 9000);
+        assert_eq!(settings.database.url.expose(), "postgres://u:pw@db/x");
+        assert_eq!(settings.nats.url, "nats://127.0.0.1:4222");
+        assert!(!format!("{settings:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("caller.toml");
+        std::fs::write(&path, "[nats]\nulr = \"typo\"\n").unwrap();
+        let error = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains("ulr"), "{error}");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let runner = RunnerSettings {
+            retry_base_ms: 100,
+            retry_max_ms: 1_000,
+            pull_expires_ms: 1,
+        };
+        assert_eq!(runner.backoff(1), Duration::from_millis(100));
+        assert_eq!(runner.backoff(3), Duration::from_millis(400));
+        assert_eq!(runner.backoff(30), Duration::from_millis(1_000));
+    }
+}

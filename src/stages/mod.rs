@@ -1,0 +1,101 @@
+//! Stages: one module per stage, one name per stage everywhere.
+//!
+//! A stage's name is its module name, its `Stage::NAME`, its durable consumer, its key in
+//! `pipelines/*.yaml`, its `stage` metric label and its log field. The runner
+//! (`bus::runner`) does everything but the business step: pulling, decoding, the idempotency
+//! claim, the transaction, publishing outputs, acking, retries and dead letters.
+
+pub mod canary;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sqlx::PgConnection;
+
+use crate::bus::envelope::Envelope;
+use crate::bus::outbox::Outbox;
+use crate::bus::runner::{self, Runtime};
+use crate::error::StageError;
+use crate::events::{Event, EventSpec};
+use crate::pipeline::StageSpec;
+use crate::shutdown::Shutdown;
+
+/// What a handler gets besides its input.
+pub struct StageContext<'a> {
+    /// The transaction that already holds this input's idempotency claim; every write of the
+    /// handler goes through it so it commits, or not, together with the claim.
+    pub tx: &'a mut PgConnection,
+    /// Where the handler puts its outputs.
+    pub outbox: &'a mut Outbox,
+}
+
+/// A pipeline stage.
+///
+/// `handle` MUST be idempotent with respect to external side effects (claim → act → record,
+/// see ARCHITECTURE.md section 5); database writes through `cx.tx` are covered by the claim.
+/// It MUST NOT publish directly: outputs go through `cx.outbox`.
+pub trait Stage: Send + Sync + 'static {
+    /// The stage's one name.
+    const NAME: &'static str;
+    /// The event type it consumes.
+    type Input: Event;
+
+    /// Returns every event type the stage may emit; `pipelines/` may declare a subset.
+    fn outputs() -> Vec<EventSpec>;
+
+    /// Handles one input.
+    fn handle(
+        &self,
+        input: &Envelope<Self::Input>,
+        cx: &mut StageContext<'_>,
+    ) -> impl Future<Output = Result<(), StageError>> + Send;
+}
+
+/// Static facts about a registered stage, and how to run it.
+#[derive(Clone, Copy)]
+pub struct StageDescriptor {
+    /// `Stage::NAME`.
+    pub name: &'static str,
+    /// Returns the input event's spec.
+    pub input: fn() -> EventSpec,
+    /// Returns every output the stage may emit.
+    pub outputs: fn() -> Vec<EventSpec>,
+    /// Runs the stage until shutdown.
+    pub run: fn(StageSpec, Runtime, Shutdown) -> BoxFuture<'static, anyhow::Result<()>>,
+}
+
+impl std::fmt::Debug for StageDescriptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageDescriptor")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Returns the descriptor of stage `S`, built with `make`.
+pub fn descriptor<S: Stage + Default>() -> StageDescriptor {
+    StageDescriptor {
+        name: S::NAME,
+        input: EventSpec::of::<S::Input>,
+        outputs: S::outputs,
+        run: |spec, runtime, shutdown| {
+            Box::pin(runner::run_stage(
+                Arc::new(S::default()),
+                spec,
+                runtime,
+                shutdown,
+            ))
+        },
+    }
+}
+
+/// Returns every stage this build can run.
+pub fn registry() -> Vec<StageDescriptor> {
+    vec![descriptor::<canary::CanaryStage>()]
+}
+
+/// Returns one registered stage by name.
+pub fn find(name: &str) -> Option<StageDescriptor> {
+    registry().into_iter().find(|stage| stage.name == name)
+}

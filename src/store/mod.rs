@@ -1,0 +1,78 @@
+//! The PostgreSQL store: the pool, migrations, and one file of queries per table.
+//!
+//! Query functions take an executor (`&mut PgConnection`, which a transaction derefs to) so a
+//! stage composes several of them in the one transaction that also holds its idempotency
+//! claim. Queries are compile-time checked (`sqlx::query!`) against `.sqlx/` offline data.
+
+pub mod processed_events;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use crate::secret::redact_url;
+use crate::settings::DatabaseSettings;
+
+/// The embedded migrations of `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A pool of connections to the operational database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects, failing with a one-line error naming the (redacted) server when unreachable.
+    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        let url = settings.url.expose();
+        let shown = redact_url(url);
+        let options = PgConnectOptions::from_str(url)
+            .with_context(|| format!("invalid database url `{shown}`"))?
+            .application_name("caller")
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+        let timeout = Duration::from_millis(settings.acquire_timeout_ms);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await
+            .map_err(|error| anyhow::anyhow!("postgres unreachable at `{shown}`: {error}"))?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Returns the pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations (serialized across processes by an advisory lock).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR.run(&self.pool).await.context("apply migrations")
+    }
+
+    /// Returns true when PostgreSQL answers and every embedded migration is applied.
+    pub async fn is_ready(&self) -> Result<(), String> {
+        let applied = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM _sqlx_migrations WHERE success"#
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|error| format!("postgres: {error}"))?;
+        let expected = MIGRATOR.iter().count();
+        if usize::try_from(applied).unwrap_or(0) < expected {
+            return Err(format!(
+                "postgres: {applied} of {expected} migrations applied"
+            ));
+        }
+        Ok(())
+    }
+}
