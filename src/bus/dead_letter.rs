@@ -229,16 +229,18 @@ pub async fn list(bus: &Bus, stage: Option<&str>, limit: usize) -> anyhow::Resul
                 next = message.sequence + 1;
                 out.push(DeadLetter::from_stream_message(&message));
             }
-            Err(error) if is_not_found(&error.to_string()) => break,
+            Err(error) if is_not_found(&error) => break,
             Err(error) => anyhow::bail!("read `{}`: {error}", subjects::DEAD_LETTER_STREAM),
         }
     }
     Ok(out)
 }
 
-fn is_not_found(text: &str) -> bool {
-    let lower = text.to_lowercase();
-    lower.contains("not found") || lower.contains("10037")
+fn is_not_found(error: &jetstream::stream::RawMessageError) -> bool {
+    matches!(
+        error.kind(),
+        jetstream::stream::LastRawMessageErrorKind::NoMessageFound
+    )
 }
 
 /// Returns one dead letter by its sequence.
@@ -246,7 +248,7 @@ pub async fn get(bus: &Bus, sequence: u64) -> anyhow::Result<DeadLetter> {
     let stream = dead_letter_stream(bus).await?;
     match stream.get_raw_message(sequence).await {
         Ok(message) => Ok(DeadLetter::from_stream_message(&message)),
-        Err(error) if is_not_found(&error.to_string()) => {
+        Err(error) if is_not_found(&error) => {
             anyhow::bail!("no dead letter with sequence {sequence}")
         }
         Err(error) => anyhow::bail!("read dead letter {sequence}: {error}"),

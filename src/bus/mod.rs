@@ -54,8 +54,7 @@ impl Bus {
     pub async fn connect(url: &str, timeout: Duration) -> anyhow::Result<Self> {
         let options = async_nats::ConnectOptions::new()
             .connection_timeout(timeout)
-            .name("caller")
-            .retry_on_initial_connect();
+            .name("caller");
         let client = tokio::time::timeout(timeout, options.connect(url))
             .await
             .map_err(|_| {

@@ -1,0 +1,229 @@
+//! Test harness: a private `nats-server` and a fresh PostgreSQL database per test.
+//!
+//! - NATS: a `nats-server` process with JetStream on a free loopback port and a temporary
+//!   store (`NATS_SERVER_BIN`, else `nats-server` on PATH, else `/usr/sbin/nats-server`).
+//! - PostgreSQL: a database `caller_test_<uuid>` created through `CALLER_TEST_DATABASE_URL`
+//!   (default: the `caller` role on 127.0.0.1), migrated, dropped by [`TestEnv::finish`].
+//!
+//! Logs stay silent unless `TEST_LOG` is set.
+
+#![allow(dead_code, unreachable_pub)] // each test file uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use caller::bus::Bus;
+use caller::bus::provision::{self, Definitions};
+use caller::store::Store;
+use sqlx::{Connection, PgConnection};
+
+/// Default admin URL for creating test databases.
+const DEFAULT_DATABASE_URL: &str = "postgres://caller:caller@127.0.0.1:5432/caller";
+
+/// A private NATS server, killed on drop.
+pub struct NatsServer {
+    child: Child,
+    pub port: u16,
+    pub url: String,
+    _store: tempfile::TempDir,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Returns a loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nats_server_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("nats-server"))
+        .find(|candidate| candidate.exists());
+    on_path.unwrap_or_else(|| PathBuf::from("/usr/sbin/nats-server"))
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it accepts connections.
+    pub async fn start() -> Self {
+        let store = tempfile::tempdir().unwrap();
+        Self::start_on(free_port(), store).await
+    }
+
+    /// Starts a server on `port` with the JetStream store in `store`.
+    pub async fn start_on(port: u16, store: tempfile::TempDir) -> Self {
+        let bin = nats_server_bin();
+        let child = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {} (install nats-server): {e}", bin.display())
+            });
+        let url = format!("nats://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Self {
+                    child,
+                    port,
+                    url,
+                    _store: store,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not listen on {port}");
+    }
+
+    /// Kills the server at once (SIGKILL), keeping its store for a restart.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let store = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self._store, store)
+    }
+}
+
+/// Admin URL from the environment.
+pub fn admin_database_url() -> String {
+    std::env::var("CALLER_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// A fresh, migrated database.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    pub store: Store,
+}
+
+impl TestDatabase {
+    /// Creates and migrates `caller_test_<uuid>`.
+    pub async fn create() -> Self {
+        let admin_url = admin_database_url();
+        let name = format!("caller_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("postgres unreachable for tests ({admin_url}): {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = match admin_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("CALLER_TEST_DATABASE_URL must name a database"),
+        };
+        let settings = caller::settings::DatabaseSettings {
+            url: caller::secret::Secret::new(url.clone()),
+            max_connections: 8,
+            acquire_timeout_ms: 3_000,
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        store.migrate().await.unwrap();
+        Self { name, url, store }
+    }
+
+    /// Closes the pool and drops the database.
+    pub async fn drop_database(self) {
+        self.store.pool().close().await;
+        let mut admin = PgConnection::connect(&admin_database_url()).await.unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+/// Returns the repository root.
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Copies the repository's `nats/` definitions into a temporary folder, so a test can add
+/// its own consumers beside them.
+pub fn nats_definitions_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&project_root().join("nats"), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A private NATS server, a fresh database, and the connections to both.
+pub struct TestEnv {
+    pub nats: NatsServer,
+    pub bus: Bus,
+    pub db: TestDatabase,
+}
+
+impl TestEnv {
+    /// Starts NATS, creates the database, provisions `nats_dir` (the repository's by default).
+    pub async fn start(nats_dir: Option<&Path>) -> Self {
+        caller::telemetry::init_for_tests();
+        let nats = NatsServer::start().await;
+        let bus = Bus::connect(&nats.url, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let db = TestDatabase::create().await;
+        let root = project_root().join("nats");
+        let definitions = Definitions::load(nats_dir.unwrap_or(&root)).unwrap();
+        provision::provision(&bus, &definitions).await.unwrap();
+        Self { nats, bus, db }
+    }
+
+    /// Drops the database (the NATS server dies with the value).
+    pub async fn finish(self) {
+        self.db.drop_database().await;
+    }
+}
+
+/// Polls `check` every 20 ms until it returns true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
