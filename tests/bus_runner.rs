@@ -128,6 +128,11 @@ struct Harness {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(|env| env.db.store.clone()).await
+    }
+
+    /// Starts the toy stage with the store `store_for` builds (e.g. through a proxy).
+    async fn start_with(store_for: impl FnOnce(&TestEnv) -> caller::store::Store) -> Self {
         let definitions = toy_definitions();
         let env = TestEnv::start(Some(definitions.path())).await;
         sqlx::query("CREATE TABLE toy_effects (event_id uuid NOT NULL)")
@@ -139,7 +144,7 @@ impl Harness {
         let shutdown = Shutdown::new();
         let runtime = Runtime {
             bus: env.bus.clone(),
-            store: env.db.store.clone(),
+            store: store_for(&env),
             metrics: metrics.clone(),
             settings: RunnerSettings {
                 retry_base_ms: 20,

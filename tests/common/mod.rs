@@ -31,8 +31,9 @@ pub struct NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Already dead is fine: the test may have killed it on purpose.
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 }
 
@@ -67,6 +68,7 @@ impl NatsServer {
     /// Starts a server on `port` with the JetStream store in `store`.
     pub async fn start_on(port: u16, store: tempfile::TempDir) -> Self {
         let bin = nats_server_bin();
+        #[allow(clippy::zombie_processes)] // NOTE: waited for in `Drop` and `kill`.
         let child = Command::new(&bin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store.path())
@@ -96,8 +98,9 @@ impl NatsServer {
 
     /// Kills the server at once (SIGKILL), keeping its store for a restart.
     pub fn kill(mut self) -> tempfile::TempDir {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Already dead is fine: the test may have killed it on purpose.
+        self.child.kill().ok();
+        self.child.wait().ok();
         let store = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self._store, store)
     }
@@ -226,4 +229,69 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A loopback TCP proxy that a test can cut and restore, to take a dependency away mid-run.
+pub struct TcpProxy {
+    pub port: u16,
+    target: std::net::SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding a free loopback port to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let proxy = Self {
+            port: free_port(),
+            target,
+            tasks: Default::default(),
+        };
+        proxy.restore().await;
+        proxy
+    }
+
+    /// Accepts and forwards connections again (on the same port).
+    pub async fn restore(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let target = self.target;
+        let tasks = self.tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        // A cut ends the copy with an error; that is the point.
+                        tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                            .await
+                            .ok();
+                    }
+                });
+                tasks.lock().unwrap().push(connection.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    /// Closes every connection and stops listening: the dependency is gone.
+    pub async fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        // Let the aborted tasks drop their sockets.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Returns the `host:port` of a PostgreSQL URL.
+pub fn database_address(url: &str) -> std::net::SocketAddr {
+    let authority = url.split("://").nth(1).unwrap().split('/').next().unwrap();
+    let host_port = authority.rsplit('@').next().unwrap();
+    let host_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
+    let host_port = host_port.replace("localhost", "127.0.0.1");
+    host_port.parse().unwrap()
 }
