@@ -327,10 +327,14 @@ impl<S: Stage> Worker<S> {
         };
         self.stage.handle(envelope, &mut cx).await?;
         let outputs = outbox.into_messages();
-        let encoded = codec::encode(&outputs)
-            .map_err(|e| StageError::rejected(format!("outputs not encodable: {e}")))?;
-        let count = i32::try_from(outputs.len()).unwrap_or(i32::MAX);
-        processed_events::record_outputs(&mut tx, S::NAME, meta.event_id, &encoded, count).await?;
+        // A claim without stored outputs means "emitted nothing": skip the round trip.
+        if !outputs.is_empty() {
+            let encoded = codec::encode(&outputs)
+                .map_err(|e| StageError::rejected(format!("outputs not encodable: {e}")))?;
+            let count = i32::try_from(outputs.len()).unwrap_or(i32::MAX);
+            processed_events::record_outputs(&mut tx, S::NAME, meta.event_id, &encoded, count)
+                .await?;
+        }
         tx.commit().await?;
         self.metrics.observe_latency(started.elapsed());
         Ok(Attempt::Processed(outputs))
