@@ -123,6 +123,14 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     tasks.spawn(http::serve(listener, http::router(state), shutdown.clone()));
+    if !selected.is_empty() {
+        let retention = Duration::from_secs(settings.runner.claim_retention_hours * 3_600);
+        tasks.spawn(sweep_claims(
+            runtime.store.clone(),
+            retention,
+            shutdown.clone(),
+        ));
+    }
     for spec in selected {
         let descriptor = stages::find(&spec.name)
             .with_context(|| format!("stage `{}` is not in this build", spec.name))?;
@@ -143,4 +151,46 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     failure.map_or(Ok(()), Err)
+}
+
+/// Claims deleted per statement, so a sweep never holds long locks.
+const SWEEP_BATCH: i64 = 10_000;
+
+/// Deletes idempotency claims older than `retention`, hourly, until shutdown.
+///
+/// Several processes may sweep at once: rows are taken with `SKIP LOCKED`. Failures are
+/// logged and retried next hour; they never stop the process.
+async fn sweep_claims(store: Store, retention: Duration, shutdown: Shutdown) -> anyhow::Result<()> {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(14));
+    loop {
+        let cutoff = chrono::Utc::now() - retention;
+        let mut total = 0;
+        loop {
+            let swept = match store.pool().acquire().await {
+                Ok(mut conn) => {
+                    crate::store::processed_events::sweep(&mut conn, cutoff, SWEEP_BATCH).await
+                }
+                Err(error) => Err(error),
+            };
+            match swept {
+                Ok(count) => {
+                    total += count;
+                    if count < SWEEP_BATCH as u64 || shutdown.is_triggered() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "claim sweep failed; retrying next hour");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, %cutoff, "swept old idempotency claims");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(3_600)) => {}
+        }
+    }
 }

@@ -146,6 +146,8 @@ pub struct RunnerSettings {
     pub retry_max_ms: u64,
     /// How long one pull request waits for messages, in milliseconds.
     pub pull_expires_ms: u64,
+    /// How long idempotency claims are kept, in hours (default 14 days).
+    pub claim_retention_hours: u64,
 }
 
 impl Default for RunnerSettings {
@@ -154,6 +156,7 @@ impl Default for RunnerSettings {
             retry_base_ms: 1_000,
             retry_max_ms: 60_000,
             pull_expires_ms: 5_000,
+            claim_retention_hours: 14 * 24,
         }
     }
 }
@@ -223,7 +226,7 @@ mod tests {
         let runner = RunnerSettings {
             retry_base_ms: 100,
             retry_max_ms: 1_000,
-            pull_expires_ms: 1,
+            ..RunnerSettings::default()
         };
         assert_eq!(runner.backoff(1), Duration::from_millis(100));
         assert_eq!(runner.backoff(3), Duration::from_millis(400));

@@ -46,6 +46,7 @@ async fn run_canary(bus: Bus, store: Store) -> Running {
             retry_base_ms: 20,
             retry_max_ms: 200,
             pull_expires_ms: 300,
+            ..RunnerSettings::default()
         },
     };
     let port = free_port();

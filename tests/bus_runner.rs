@@ -133,23 +133,36 @@ impl Harness {
 
     /// Starts the toy stage with the store `store_for` builds (e.g. through a proxy).
     async fn start_with(store_for: impl FnOnce(&TestEnv) -> caller::store::Store) -> Self {
+        let (env, definitions) = Self::prepare().await;
+        let store = store_for(&env);
+        Self::run(env, definitions, store)
+    }
+
+    /// Starts NATS and the database with the toy consumers, without running the stage.
+    async fn prepare() -> (TestEnv, tempfile::TempDir) {
         let definitions = toy_definitions();
         let env = TestEnv::start(Some(definitions.path())).await;
         sqlx::query("CREATE TABLE toy_effects (event_id uuid NOT NULL)")
             .execute(env.db.store.pool())
             .await
             .unwrap();
+        (env, definitions)
+    }
+
+    /// Runs the toy stage on a prepared environment.
+    fn run(env: TestEnv, definitions: tempfile::TempDir, store: caller::store::Store) -> Self {
         let stage = Arc::new(ToyStage::default());
         let metrics = Metrics::default();
         let shutdown = Shutdown::new();
         let runtime = Runtime {
             bus: env.bus.clone(),
-            store: store_for(&env),
+            store,
             metrics: metrics.clone(),
             settings: RunnerSettings {
                 retry_base_ms: 20,
                 retry_max_ms: 200,
                 pull_expires_ms: 500,
+                ..RunnerSettings::default()
             },
         };
         let spec = StageSpec {
@@ -657,4 +670,167 @@ async fn output_ids_survive_a_redelivery_of_the_same_input() {
             .map(|v| v.as_str())
     );
     harness.stop().await;
+}
+
+#[tokio::test]
+async fn retries_that_never_succeed_end_in_the_dead_letter_stream() {
+    let harness = Harness::start().await;
+    harness.publish("fail:100").await;
+    harness
+        .wait_for("dead-lettered", |c| c.dead_lettered == 1)
+        .await;
+
+    // max_deliver is 5 and the last delivery is reserved for dead-lettering: 4 attempts.
+    assert_eq!(harness.stage.invocations.load(Ordering::SeqCst), 4);
+    assert_eq!(harness.counts().retried, 4);
+    let letters = dead_letter::list(&harness.env.bus, Some("toy"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        letters[0].reason,
+        "gave up after 4 deliveries: toy failure 4 of 100"
+    );
+    assert_eq!(letters[0].deliveries, "4");
+    assert_eq!(harness.effects().await, 0);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_past_its_last_delivery_is_dead_lettered_without_running_the_handler() {
+    let (env, definitions) = Harness::prepare().await;
+    let request = Envelope::new(
+        TenantId::PLATFORM,
+        "caller/test",
+        CanaryRequested {
+            origin: "ok".into(),
+        },
+    );
+    env.bus
+        .publish_all(&[request.to_message().unwrap()])
+        .await
+        .unwrap();
+    // Four deliveries that each "crash" (dropped unsettled, so NAKed): as if workers died.
+    let consumer: PullConsumer = env
+        .bus
+        .jetstream()
+        .get_consumer_from_stream("toy", "CANARY")
+        .await
+        .unwrap();
+    let mut delivered = 0;
+    while delivered < 4 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        if let Some(message) = batch.next().await {
+            drop(Delivery::new(message.unwrap()));
+            delivered += 1;
+        }
+    }
+    let store = env.db.store.clone();
+    let harness = Harness::run(env, definitions, store);
+    harness
+        .wait_for("dead-lettered", |c| c.dead_lettered == 1)
+        .await;
+
+    assert_eq!(harness.stage.invocations.load(Ordering::SeqCst), 0);
+    let letters = dead_letter::list(&harness.env.bus, Some("toy"), 10)
+        .await
+        .unwrap();
+    assert!(
+        letters[0].reason.starts_with("exceeded 4 deliveries"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(letters[0].deliveries, "5");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn purging_dead_letters_of_one_stage_leaves_the_others() {
+    let harness = Harness::start().await;
+    harness.publish("reject").await;
+    harness.publish("reject").await;
+    harness
+        .wait_for("dead-lettered", |c| c.dead_lettered == 2)
+        .await;
+    // Another stage's dead letter, published the way the runner would.
+    let mut foreign = harness.publish("ok").await;
+    foreign.subject = "dlq.other".to_owned();
+    for (name, value) in &mut foreign.headers {
+        if name == header::NATS_MSG_ID {
+            *value = "dlq.other.CANARY.99".to_owned();
+        }
+    }
+    harness.env.bus.publish_all(&[foreign]).await.unwrap();
+
+    assert_eq!(
+        dead_letter::purge(&harness.env.bus, Some("toy"))
+            .await
+            .unwrap(),
+        2
+    );
+    let left = dead_letter::list(&harness.env.bus, None, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(
+        dead_letter::get(&harness.env.bus, left[0].sequence)
+            .await
+            .is_ok()
+    );
+    assert!(
+        dead_letter::get(&harness.env.bus, 1)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("no dead letter with sequence 1")
+    );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn old_claims_are_swept_and_recent_ones_kept() {
+    let env = TestEnv::start(None).await;
+    let pool = env.db.store.pool();
+    for age_days in [30, 20, 1] {
+        sqlx::query(
+            "INSERT INTO processed_events (stage, event_id, tenant_id, processed_at)
+             VALUES ('toy', $1, $2, now() - make_interval(days => $3))",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(uuid::Uuid::nil())
+        .bind(age_days)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(14);
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(
+        caller::store::processed_events::sweep(&mut conn, cutoff, 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        caller::store::processed_events::sweep(&mut conn, cutoff, 100)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        caller::store::processed_events::sweep(&mut conn, cutoff, 100)
+            .await
+            .unwrap(),
+        0
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+    drop(conn);
+    env.finish().await;
 }

@@ -60,6 +60,9 @@ pub struct Runtime {
 /// Longest pause between checks of an unavailable dependency.
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
+/// How long a draining worker waits for more messages of its open pull before letting go.
+const RELEASE_QUIET: Duration = Duration::from_millis(200);
+
 enum Attempt {
     /// The handler ran and committed; these are its outputs.
     Processed(Vec<BusMessage>),
@@ -161,7 +164,10 @@ pub async fn run_stage<S: Stage>(
         let mut held_permit = Some(first_permit);
         loop {
             let next = tokio::select! {
-                () = shutdown.cancelled() => break 'pull,
+                () = shutdown.cancelled() => {
+                    release_unstarted(S::NAME, &mut batch).await;
+                    break 'pull;
+                }
                 next = batch.next() => next,
             };
             let message = match next {
@@ -189,6 +195,23 @@ pub async fn run_stage<S: Stage>(
     }
     tracing::info!(stage = S::NAME, "stage stopped");
     Ok(())
+}
+
+/// NAKs messages of an open pull that arrive after shutdown, so another worker takes them
+/// at once instead of after `ack_wait`. Stops after a short quiet period.
+async fn release_unstarted<E: std::fmt::Display>(
+    stage: &str,
+    batch: &mut (impl futures::Stream<Item = Result<async_nats::jetstream::Message, E>> + Unpin),
+) {
+    let mut released = 0_u32;
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(RELEASE_QUIET, batch.next()).await {
+        if Delivery::new(message).nak(None).await.is_ok() {
+            released += 1;
+        }
+    }
+    if released > 0 {
+        tracing::info!(stage, released, "released unstarted messages on shutdown");
+    }
 }
 
 fn report_task_end(stage: &str, joined: Result<(), tokio::task::JoinError>) {

@@ -62,3 +62,24 @@ pub async fn outputs(
     .await?;
     Ok(row.and_then(|row| row.outputs))
 }
+
+/// Deletes up to `limit` claims older than `older_than`; returns how many.
+///
+/// Safe once a claim is older than any redelivery can be: JetStream stops redelivering after
+/// `max_deliver`, and a replayed dead letter carries a new event id.
+pub async fn sweep(
+    conn: &mut PgConnection,
+    older_than: chrono::DateTime<chrono::Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query!(
+        "DELETE FROM processed_events WHERE ctid IN (
+             SELECT ctid FROM processed_events WHERE processed_at < $1
+             LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        older_than,
+        limit,
+    )
+    .execute(conn)
+    .await?;
+    Ok(deleted.rows_affected())
+}
