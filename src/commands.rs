@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use crate::app::{self, Role};
 use crate::bus::dead_letter;
-use crate::bus::envelope::{Envelope, Meta};
+use crate::bus::envelope::Envelope;
 use crate::bus::provision::Change;
 use crate::bus::subjects::{self, TenantToken};
 use crate::cli::{Cli, Command, DlqCommand, PipelineCommand, SchemasCommand};
@@ -196,9 +196,4 @@ async fn dlq_command(settings: &Settings, command: DlqCommand) -> anyhow::Result
         }
     }
     Ok(())
-}
-
-/// Returns the attributes of a CLI-originated event (kept for symmetry with stages).
-pub fn cli_meta<E: crate::events::Event>(tenant: TenantId) -> Meta {
-    Meta::new::<E>(tenant, "caller/cli")
 }

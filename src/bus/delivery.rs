@@ -54,6 +54,14 @@ impl Delivery {
             .expect("a delivery is readable until it is settled")
     }
 
+    /// Decodes the typed envelope; an error means the message is poison for this consumer.
+    pub fn decode<E: crate::events::Event>(
+        &self,
+    ) -> Result<super::envelope::Envelope<E>, super::envelope::EnvelopeError> {
+        let message = self.message();
+        super::envelope::Envelope::decode(message.headers.as_ref(), &message.payload)
+    }
+
     /// Returns stream, consumer, sequence and delivery count.
     pub fn info(&self) -> Option<DeliveryInfo> {
         let info = self.message().info().ok()?;

@@ -41,6 +41,9 @@ impl Outbox {
     }
 
     /// Adds an event whose attributes the handler adjusted (e.g. a newly assigned call id).
+    ///
+    /// `meta` MUST come from [`Outbox::next_meta`] (adjusted, never with a fresh event id), so
+    /// a replayed input re-emits the same ids.
     pub fn push_with_meta<E: Event>(
         &mut self,
         meta: Meta,

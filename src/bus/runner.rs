@@ -224,9 +224,7 @@ fn report_task_end(stage: &str, joined: Result<(), tokio::task::JoinError>) {
 impl<S: Stage> Worker<S> {
     async fn process(&self, delivery: Delivery) {
         let info = delivery.info();
-        let message = delivery.message();
-        let decoded = Envelope::<S::Input>::decode(message.headers.as_ref(), &message.payload);
-        let envelope = match decoded {
+        let envelope = match delivery.decode::<S::Input>() {
             Ok(envelope) => envelope,
             Err(error) => {
                 bump(&self.metrics.rejected);
