@@ -7,8 +7,8 @@ CREATE TABLE processed_events (
     stage        text        NOT NULL,
     event_id     uuid        NOT NULL,
     tenant_id    uuid        NOT NULL,
-    -- MessagePack array of the bus messages the handler emitted; NULL while the claim's
-    -- transaction is still open (never visible to others: it commits with the outputs).
+    -- MessagePack array of the bus messages the handler emitted; NULL when it emitted
+    -- nothing (the claim and its outputs always commit in one transaction).
     outputs      bytea,
     output_count integer     NOT NULL DEFAULT 0,
     processed_at timestamptz NOT NULL DEFAULT now(),

@@ -6,7 +6,10 @@
 
 CALLER_STATE_DIR=${CALLER_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/caller}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/caller/target}
+# The schema owner (migrations, test databases) and the application role, which owns nothing
+# and is subject to row-level security.
 export CALLER_DB_URL=${CALLER_DB_URL:-postgres://caller:caller@127.0.0.1:5432/caller}
+export CALLER_APP_DB_URL=${CALLER_APP_DB_URL:-postgres://caller_app:caller_app@127.0.0.1:5432/caller}
 export CALLER_NATS_URL=${CALLER_NATS_URL:-nats://127.0.0.1:4222}
 
 say() { printf 'setup: %s\n' "$*" >&2; }
@@ -83,19 +86,32 @@ ensure_postgres() {
   else
     say "reusing the PostgreSQL server on 127.0.0.1:5432"
   fi
-  if psql "$CALLER_DB_URL" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+  local roles_ok
+  roles_ok=$(psql "$CALLER_DB_URL" -qtAc "SELECT count(*) FROM pg_roles
+      WHERE (rolname = 'caller' AND rolcreatedb AND rolcreaterole)
+         OR (rolname = 'caller_app' AND rolcanlogin AND NOT rolsuper)" 2>/dev/null || true)
+  if [ "$roles_ok" = "2" ] && psql "$CALLER_APP_DB_URL" -qtAc 'SELECT 1' >/dev/null 2>&1; then
     return
   fi
-  say "creating role and database \`caller\`"
-  local create_role="DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'caller') THEN
-      CREATE ROLE caller LOGIN PASSWORD 'caller' CREATEDB; END IF; END\$\$;"
+  say "creating roles \`caller\` (schema owner) and \`caller_app\` (application) and database \`caller\`"
+  local create_roles="DO \$\$BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'caller') THEN
+        CREATE ROLE caller LOGIN PASSWORD 'caller' CREATEDB CREATEROLE;
+      END IF;
+      ALTER ROLE caller CREATEDB CREATEROLE;
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'caller_app') THEN
+        CREATE ROLE caller_app LOGIN PASSWORD 'caller_app';
+      END IF;
+      ALTER ROLE caller_app LOGIN PASSWORD 'caller_app' NOSUPERUSER NOBYPASSRLS;
+      GRANT caller_app TO caller WITH ADMIN OPTION;
+    END\$\$;"
   local admin
   if psql -h 127.0.0.1 -U postgres -d postgres -qtAc 'SELECT 1' >/dev/null 2>&1; then
     admin=(psql -h 127.0.0.1 -U postgres -d postgres)            # trust auth on loopback
   else
     admin=(as_root runuser -u postgres -- psql -d postgres)       # peer auth on the socket
   fi
-  "${admin[@]}" -qtAc "$create_role" >/dev/null
+  "${admin[@]}" -qtAc "$create_roles" >/dev/null
   "${admin[@]}" -qtAc "SELECT 1 FROM pg_database WHERE datname = 'caller'" | grep -q 1 \
     || "${admin[@]}" -qtAc "CREATE DATABASE caller OWNER caller" >/dev/null
   psql "$CALLER_DB_URL" -qtAc 'SELECT 1' >/dev/null

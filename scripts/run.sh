@@ -10,7 +10,8 @@ ensure_services
 
 export SQLX_OFFLINE=true
 cargo build --release --quiet
-export CALLER__DATABASE__URL=${CALLER__DATABASE__URL:-$CALLER_DB_URL}
+export CALLER__DATABASE__URL=${CALLER__DATABASE__URL:-$CALLER_APP_DB_URL}
+export CALLER__DATABASE__OWNER_URL=${CALLER__DATABASE__OWNER_URL:-$CALLER_DB_URL}
 export CALLER__NATS__URL=${CALLER__NATS__URL:-$CALLER_NATS_URL}
 export CALLER__LOG__FORMAT=${CALLER__LOG__FORMAT:-pretty}
 echo "caller: http://127.0.0.1:8080 (/healthz /readyz /metrics); Ctrl-C to stop" >&2

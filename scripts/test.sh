@@ -11,6 +11,7 @@ ensure_services
 
 export SQLX_OFFLINE=true
 export CALLER_TEST_DATABASE_URL=${CALLER_TEST_DATABASE_URL:-$CALLER_DB_URL}
+export CALLER_TEST_APP_DATABASE_URL=${CALLER_TEST_APP_DATABASE_URL:-$CALLER_APP_DB_URL}
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,8 +1,10 @@
 //! Builds the process from settings and runs the selected roles until shutdown.
 //!
-//! Start-up order: connect NATS and PostgreSQL (fail fast, one line naming what and where) →
-//! migrate → provision `nats/` → compile `pipelines/` (refusing an inconsistent graph) →
-//! serve HTTP and run stages → on SIGTERM/SIGINT stop pulling, drain in-flight work, exit 0.
+//! Start-up order: load `nats/` and compile `pipelines/` (refusing an inconsistent graph
+//! before touching anything) → connect NATS (fail fast, one line naming what and where) →
+//! migrate as the schema owner → connect PostgreSQL as the application role → provision
+//! `nats/` → serve HTTP and run stages → on SIGTERM/SIGINT stop pulling, drain in-flight work,
+//! exit 0.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,12 +74,30 @@ pub async fn provision(
     Ok(report.into_iter().collect())
 }
 
+/// Applies migrations as the schema owner (`database.owner_url`, else `database.url`).
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let owner_settings = crate::settings::DatabaseSettings {
+        url: settings
+            .database
+            .owner_url
+            .clone()
+            .unwrap_or_else(|| settings.database.url.clone()),
+        owner_url: None,
+        max_connections: 1,
+        acquire_timeout_ms: settings.database.acquire_timeout_ms,
+    };
+    let owner = Store::connect(&owner_settings).await?;
+    let result = owner.migrate().await;
+    owner.pool().close().await;
+    result
+}
+
 /// Runs `role` until SIGTERM/SIGINT.
 pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     let (definitions, topology) = load_topology(&settings)?;
     let bus = connect_bus(&settings).await?;
+    migrate(&settings).await?;
     let store = Store::connect(&settings.database).await?;
-    store.migrate().await?;
     provision(&bus, &definitions).await?;
 
     let selected: Vec<_> = match &role {
@@ -166,9 +186,14 @@ async fn sweep_claims(store: Store, retention: Duration, shutdown: Shutdown) -> 
         let cutoff = chrono::Utc::now() - retention;
         let mut total = 0;
         loop {
-            let swept = match store.pool().acquire().await {
-                Ok(mut conn) => {
-                    crate::store::processed_events::sweep(&mut conn, cutoff, SWEEP_BATCH).await
+            let swept = match store.begin_platform().await {
+                Ok(mut tx) => {
+                    let swept =
+                        crate::store::processed_events::sweep(&mut tx, cutoff, SWEEP_BATCH).await;
+                    match swept {
+                        Ok(count) => tx.commit().await.map(|()| count),
+                        Err(error) => Err(error),
+                    }
                 }
                 Err(error) => Err(error),
             };

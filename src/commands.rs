@@ -15,7 +15,6 @@ use crate::cli::{Cli, Command, DlqCommand, PipelineCommand, SchemasCommand};
 use crate::events::canary::{CanaryAnswered, CanaryRequested};
 use crate::ids::TenantId;
 use crate::settings::Settings;
-use crate::store::Store;
 use crate::{pipeline, schemas, telemetry};
 
 /// Runs one command; returns the process exit code.
@@ -47,8 +46,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Migrate => {
-            let store = Store::connect(&settings.database).await?;
-            store.migrate().await?;
+            app::migrate(&settings).await?;
             println!("migrations applied");
         }
         Command::Pipeline { command } => return pipeline_command(&settings, command).await,

@@ -12,18 +12,23 @@
 //! - [`stages`]: one module per pipeline stage; [`pipeline`] compiles `pipelines/*.yaml`.
 //! - [`store`]: PostgreSQL pool, migrations, one module of queries per table.
 //! - [`http`]: health, readiness and metrics endpoints; [`metrics`]: per-stage counters.
+//! - [`crypto`]: sealed credentials (AES-256-GCM) and the master keyring.
+//! - [`providers`]: vendor adapters; today the per-provider healthchecks and their simulators.
 //! - [`ids`], [`secret`], [`error`]: typed ids, redacting secrets, the stage error taxonomy.
+//! - [`telemetry`]: JSON logs, one span per message.
 
 pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod commands;
+pub mod crypto;
 pub mod error;
 pub mod events;
 pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod pipeline;
+pub mod providers;
 pub mod schemas;
 pub mod secret;
 pub mod settings;

@@ -19,7 +19,7 @@ const LATENCY_BUCKETS: [f64; 12] = [
 pub struct StageMetrics {
     /// Inputs handled successfully (outputs published, input acked).
     pub processed: AtomicU64,
-    /// Retryable failures (NAKed with a delay).
+    /// Retryable failures (NAKed with a delay, or dead-lettered on the last useful delivery).
     pub retried: AtomicU64,
     /// Inputs the handler rejected (or that could not be decoded).
     pub rejected: AtomicU64,
@@ -144,7 +144,7 @@ impl Metrics {
             ),
             (
                 "caller_stage_retried_total",
-                "Retryable failures, NAKed with a delay.",
+                "Retryable failures (NAKed, or dead-lettered when out of deliveries).",
                 |c| c.retried,
             ),
             (

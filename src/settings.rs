@@ -54,8 +54,12 @@ impl Default for NatsSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// Connection URL; secret because it may carry a password.
+    /// Connection URL of the application role (`caller_app`, which owns no table and is
+    /// subject to row-level security); secret because it may carry a password.
     pub url: Secret<String>,
+    /// Connection URL of the schema owner, used only to apply migrations; when absent,
+    /// migrations run over `url`.
+    pub owner_url: Option<Secret<String>>,
     /// Pool size.
     pub max_connections: u32,
     /// How long to wait for a pooled connection, in milliseconds.
@@ -65,7 +69,8 @@ pub struct DatabaseSettings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
-            url: Secret::new("postgres://caller:caller@127.0.0.1:5432/caller".to_owned()),
+            url: Secret::new("postgres://caller_app:caller_app@127.0.0.1:5432/caller".to_owned()),
+            owner_url: None,
             max_connections: 16,
             acquire_timeout_ms: 3_000,
         }

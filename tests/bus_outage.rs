@@ -105,13 +105,14 @@ impl Running {
 #[tokio::test]
 async fn a_postgres_outage_pauses_the_stage_without_retries_or_dead_letters() {
     let env = TestEnv::start(None).await;
-    let proxy = TcpProxy::start(database_address(&env.db.url)).await;
-    let proxied_url = env.db.url.replace(
-        &database_address(&env.db.url).port().to_string(),
+    let proxy = TcpProxy::start(database_address(&env.db.app_url)).await;
+    let proxied_url = env.db.app_url.replace(
+        &database_address(&env.db.app_url).port().to_string(),
         &proxy.port.to_string(),
     );
     let store = Store::connect(&DatabaseSettings {
         url: caller::secret::Secret::new(proxied_url),
+        owner_url: None,
         max_connections: 4,
         acquire_timeout_ms: 300,
     })
@@ -146,7 +147,7 @@ async fn a_postgres_outage_pauses_the_stage_without_retries_or_dead_letters() {
         "{counts:?}"
     );
     let claims: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events")
-        .fetch_one(env.db.store.pool())
+        .fetch_one(&env.db.observer)
         .await
         .unwrap();
     assert_eq!(claims, 1);

@@ -142,10 +142,15 @@ impl Harness {
     async fn prepare() -> (TestEnv, tempfile::TempDir) {
         let definitions = toy_definitions();
         let env = TestEnv::start(Some(definitions.path())).await;
-        sqlx::query("CREATE TABLE toy_effects (event_id uuid NOT NULL)")
-            .execute(env.db.store.pool())
-            .await
-            .unwrap();
+        for statement in [
+            "CREATE TABLE toy_effects (event_id uuid NOT NULL)",
+            "GRANT SELECT, INSERT ON toy_effects TO caller_app",
+        ] {
+            sqlx::query(statement)
+                .execute(&env.db.observer)
+                .await
+                .unwrap();
+        }
         (env, definitions)
     }
 
@@ -217,7 +222,7 @@ impl Harness {
 
     async fn effects(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM toy_effects")
-            .fetch_one(self.env.db.store.pool())
+            .fetch_one(&self.env.db.observer)
             .await
             .unwrap()
     }
@@ -655,7 +660,7 @@ async fn output_ids_survive_a_redelivery_of_the_same_input() {
         "SELECT outputs FROM processed_events WHERE stage = 'toy' AND event_id = $1",
     )
     .bind(meta.event_id.as_uuid())
-    .fetch_one(harness.env.db.store.pool())
+    .fetch_one(&harness.env.db.observer)
     .await
     .unwrap();
     let outputs: Vec<BusMessage> = caller::bus::codec::decode(&stored_outputs).unwrap();
@@ -793,7 +798,7 @@ async fn purging_dead_letters_of_one_stage_leaves_the_others() {
 #[tokio::test]
 async fn old_claims_are_swept_and_recent_ones_kept() {
     let env = TestEnv::start(None).await;
-    let pool = env.db.store.pool();
+    let pool = &env.db.observer;
     for age_days in [30, 20, 1] {
         sqlx::query(
             "INSERT INTO processed_events (stage, event_id, tenant_id, processed_at)
@@ -807,30 +812,90 @@ async fn old_claims_are_swept_and_recent_ones_kept() {
         .unwrap();
     }
     let cutoff = chrono::Utc::now() - chrono::Duration::days(14);
-    let mut conn = pool.acquire().await.unwrap();
-    assert_eq!(
-        caller::store::processed_events::sweep(&mut conn, cutoff, 1)
+    // The sweep runs as the application role, in platform mode, as the process does.
+    let mut tx = env.db.store.begin_platform().await.unwrap();
+    for (limit, expected) in [(1, 1), (100, 1), (100, 0)] {
+        let swept = caller::store::processed_events::sweep(&mut tx, cutoff, limit)
             .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        caller::store::processed_events::sweep(&mut conn, cutoff, 100)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        caller::store::processed_events::sweep(&mut conn, cutoff, 100)
-            .await
-            .unwrap(),
-        0
-    );
+            .unwrap();
+        assert_eq!(swept, expected);
+    }
+    tx.commit().await.unwrap();
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM processed_events")
         .fetch_one(pool)
         .await
         .unwrap();
     assert_eq!(left, 1);
-    drop(conn);
     env.finish().await;
+}
+
+#[tokio::test]
+async fn a_last_delivery_after_an_unpublished_commit_re_emits_instead_of_dead_lettering() {
+    let (env, definitions) = Harness::prepare().await;
+    let request = Envelope::new(
+        TenantId::PLATFORM,
+        "caller/test",
+        CanaryRequested {
+            origin: "ok".into(),
+        },
+    );
+    env.bus
+        .publish_all(&[request.to_message().unwrap()])
+        .await
+        .unwrap();
+    // An earlier delivery committed its claim and outputs, then died before publishing.
+    let answer = Envelope::new(
+        TenantId::PLATFORM,
+        "caller/stage/toy",
+        CanaryAnswered {
+            origin: "ok".into(),
+            requested_at: chrono::Utc::now(),
+            answered_at: chrono::Utc::now(),
+        },
+    );
+    let stored_outputs = caller::bus::codec::encode(&vec![answer.to_message().unwrap()]).unwrap();
+    sqlx::query("INSERT INTO processed_events (stage, event_id, tenant_id, outputs, output_count) VALUES ('toy', $1, $2, $3, 1)")
+        .bind(request.meta.event_id.as_uuid())
+        .bind(uuid::Uuid::nil())
+        .bind(stored_outputs)
+        .execute(&env.db.observer)
+        .await
+        .unwrap();
+    let consumer: PullConsumer = env
+        .bus
+        .jetstream()
+        .get_consumer_from_stream("toy", "CANARY")
+        .await
+        .unwrap();
+    let mut delivered = 0;
+    while delivered < 4 {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        if let Some(message) = batch.next().await {
+            drop(Delivery::new(message.unwrap()));
+            delivered += 1;
+        }
+    }
+    let store = env.db.store.clone();
+    let harness = Harness::run(env, definitions, store);
+    harness.wait_for("re-emitted", |c| c.duplicate == 1).await;
+
+    assert_eq!(harness.counts().dead_lettered, 0);
+    assert_eq!(
+        harness.stage.invocations.load(Ordering::SeqCst),
+        0,
+        "the handler never ran again"
+    );
+    let answers = stored(&harness.env.bus, "CANARY", "canary.answered.*").await;
+    assert_eq!(answers.len(), 1);
+    assert_eq!(
+        answers[0].headers.get(header::ID).unwrap().as_str(),
+        answer.meta.event_id.to_string()
+    );
+    harness.stop().await;
 }

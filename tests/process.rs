@@ -19,7 +19,8 @@ fn caller_command(env: &TestEnv, nats_dir: &Path, listen_port: u16) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_caller"));
     command
         .env("CALLER__NATS__URL", &env.nats.url)
-        .env("CALLER__DATABASE__URL", &env.db.url)
+        .env("CALLER__DATABASE__URL", &env.db.app_url)
+        .env("CALLER__DATABASE__OWNER_URL", &env.db.url)
         .env("CALLER__HTTP__LISTEN", format!("127.0.0.1:{listen_port}"))
         .env("CALLER__PATHS__NATS", nats_dir)
         .env("CALLER__PATHS__PIPELINES", project_root().join("pipelines"))
@@ -54,7 +55,7 @@ async fn get(port: u16, path: &str) -> Option<(u16, String)> {
 
 async fn processed(env: &TestEnv) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM processed_events WHERE stage = 'canary'")
-        .fetch_one(env.db.store.pool())
+        .fetch_one(&env.db.observer)
         .await
         .unwrap()
 }

@@ -239,14 +239,20 @@ async fn main() {
         .await
         .unwrap();
     let db_url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-    let store = Store::connect(&DatabaseSettings {
-        url: Secret::new(db_url),
+    let settings = |url: String| DatabaseSettings {
+        url: Secret::new(url),
+        owner_url: None,
         max_connections: 16,
         acquire_timeout_ms: 5_000,
-    })
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
+    };
+    let owner = Store::connect(&settings(db_url)).await.unwrap();
+    owner.migrate().await.unwrap();
+    owner.pool().close().await;
+    // The runner connects as the application role, under row-level security, as in production.
+    let app_url = std::env::var("CALLER_TEST_APP_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://caller_app:caller_app@127.0.0.1:5432/caller".to_owned());
+    let app_url = format!("{}/{name}", app_url.rsplit_once('/').unwrap().0);
+    let store = Store::connect(&settings(app_url)).await.unwrap();
 
     let (mut published, mut consumed, mut runner_1, mut runner_4) =
         (vec![], vec![], vec![], vec![]);

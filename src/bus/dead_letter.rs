@@ -13,6 +13,7 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::StreamMessage};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use super::Bus;
 use super::delivery::DeliveryInfo;
@@ -68,7 +69,23 @@ pub fn dead_letter_message(
         || ("unknown".to_owned(), 0, 0),
         |i| (i.stream.clone(), i.stream_sequence, i.delivered),
     );
-    let message_id = format!("dlq.{stage}.{stream}.{sequence}");
+    let message_id = match info {
+        Some(_) => format!("dlq.{stage}.{stream}.{sequence}"),
+        // Without a stream position, derive the id from the content, so two different
+        // messages never collapse into one in the duplicate window.
+        None => {
+            let mut hasher = Sha256::new();
+            hasher.update(original.subject.as_bytes());
+            for (name, value) in &headers {
+                hasher.update(name.as_bytes());
+                hasher.update(value.as_bytes());
+            }
+            hasher.update(&original.payload);
+            let digest = hasher.finalize();
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("dlq.{stage}.content.{hex}")
+        }
+    };
     let one_line: String = reason
         .replace(['\r', '\n'], " ")
         .chars()

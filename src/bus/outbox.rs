@@ -3,7 +3,7 @@
 //! A handler never publishes. It pushes typed events here; the runner stores the encoded
 //! messages with the stage's idempotency claim (same transaction), then publishes them and
 //! awaits every PubAck before acking the input. Output ids are derived from
-//! `(stage, input event id, ordinal)`, so a replayed input re-emits identical ids.
+//! `(stage, input event id, event type, ordinal)`, so a replayed input re-emits identical ids.
 //!
 //! Only event types declared for the stage in `pipelines/` may be pushed; anything else is
 //! refused with [`StageError::Rejected`], which dead-letters the input instead of emitting an

@@ -68,6 +68,8 @@ enum Attempt {
     Processed(Vec<BusMessage>),
     /// An earlier delivery committed; these are its stored outputs.
     Duplicate(Vec<BusMessage>),
+    /// The last delivery found no commit: dead-letter with this reason.
+    GiveUp(String),
 }
 
 struct Worker<S> {
@@ -214,6 +216,14 @@ async fn release_unstarted<E: std::fmt::Display>(
     }
 }
 
+fn decode_outputs(stored: Option<Vec<u8>>) -> Result<Vec<BusMessage>, StageError> {
+    match stored {
+        Some(bytes) => codec::decode::<Vec<BusMessage>>(&bytes)
+            .map_err(|e| StageError::rejected(format!("stored outputs unreadable: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
 fn report_task_end(stage: &str, joined: Result<(), tokio::task::JoinError>) {
     if let Err(error) = joined {
         // The delivery was dropped unsettled inside the task, so it NAKed itself.
@@ -253,20 +263,24 @@ impl<S: Stage> Worker<S> {
         envelope: Envelope<S::Input>,
     ) {
         let delivered = info.as_ref().map_or(1, |i| i.delivered);
-        if self.max_deliver > 0 && delivered >= self.max_deliver {
-            let reason = format!(
-                "exceeded {} deliveries (earlier attempts crashed or timed out)",
-                self.max_deliver - 1
-            );
-            return self.dead_letter(delivery, info.as_ref(), &reason).await;
-        }
+        // The last delivery is reserved for dead-lettering: the handler does not run again,
+        // but an earlier delivery may have committed (a crash before its publish), in which
+        // case its stored outputs are re-emitted instead.
+        let last_delivery = self.max_deliver > 0 && delivered >= self.max_deliver;
         let mut pause = Duration::from_millis(100);
         let mut current = delivery;
         loop {
-            let outcome = self.attempt(&envelope).await;
+            let outcome = if last_delivery {
+                self.recover(&envelope).await
+            } else {
+                self.attempt(&envelope).await
+            };
             let result = match outcome {
                 Ok(Attempt::Processed(outputs)) => self.finish(current, &outputs, false).await,
                 Ok(Attempt::Duplicate(outputs)) => self.finish(current, &outputs, true).await,
+                Ok(Attempt::GiveUp(reason)) => {
+                    return self.dead_letter(current, info.as_ref(), &reason).await;
+                }
                 Err(error) => Err((current, error)),
             };
             let (returned, error) = match result {
@@ -324,21 +338,31 @@ impl<S: Stage> Worker<S> {
         }
     }
 
+    /// On the last delivery: re-emits an earlier commit's outputs, or gives up.
+    async fn recover(&self, envelope: &Envelope<S::Input>) -> Result<Attempt, StageError> {
+        let meta = &envelope.meta;
+        let mut tx = self.runtime.store.begin_tenant(meta.tenant_id).await?;
+        let claimed = processed_events::claimed(&mut tx, S::NAME, meta.event_id).await?;
+        tx.commit().await?;
+        match claimed {
+            Some(stored) => Ok(Attempt::Duplicate(decode_outputs(stored)?)),
+            None => Ok(Attempt::GiveUp(format!(
+                "exceeded {} deliveries (earlier attempts crashed or timed out)",
+                self.max_deliver - 1
+            ))),
+        }
+    }
+
     /// Claims, runs the handler and commits; or finds an earlier commit.
     async fn attempt(&self, envelope: &Envelope<S::Input>) -> Result<Attempt, StageError> {
         let meta = &envelope.meta;
-        let mut tx = self.runtime.store.pool().begin().await?;
+        let mut tx = self.runtime.store.begin_tenant(meta.tenant_id).await?;
         let claimed =
             processed_events::claim(&mut tx, S::NAME, meta.event_id, meta.tenant_id).await?;
         if !claimed {
-            let stored = processed_events::outputs(&mut tx, S::NAME, meta.event_id).await?;
+            let stored = processed_events::claimed(&mut tx, S::NAME, meta.event_id).await?;
             tx.commit().await?;
-            let outputs = match stored {
-                Some(bytes) => codec::decode::<Vec<BusMessage>>(&bytes)
-                    .map_err(|e| StageError::rejected(format!("stored outputs unreadable: {e}")))?,
-                None => Vec::new(),
-            };
-            return Ok(Attempt::Duplicate(outputs));
+            return Ok(Attempt::Duplicate(decode_outputs(stored.flatten())?));
         }
         let started = Instant::now();
         let mut outbox = Outbox::new(S::NAME, &self.spec.outputs, meta);

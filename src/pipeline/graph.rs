@@ -11,7 +11,6 @@ use crate::events;
 /// stage consumes ending in the stream that stores them, and each stage's dead letters.
 pub fn mermaid(topology: &Topology, definitions: &Definitions) -> String {
     let mut out = String::from("flowchart LR\n");
-    let mut terminal_streams = std::collections::BTreeSet::new();
     let consumers_of = |subject: &str| -> Vec<&str> {
         topology
             .stages
@@ -24,7 +23,7 @@ pub fn mermaid(topology: &Topology, definitions: &Definitions) -> String {
             .map(|stage| stage.name.as_str())
             .collect()
     };
-    let mut edge = |out: &mut String, from: &str, event_type: &str| {
+    let edge = |out: &mut String, from: &str, event_type: &str| {
         let Some(spec) = events::find(event_type) else {
             return;
         };
@@ -33,7 +32,6 @@ pub fn mermaid(topology: &Topology, definitions: &Definitions) -> String {
         if targets.is_empty() {
             for stream in definitions.streams_covering(&subject) {
                 let node = format!("stream_{}", stream.config.name);
-                terminal_streams.insert(node.clone());
                 writeln!(
                     out,
                     "  {from} -->|{event_type}| {node}[({})]",

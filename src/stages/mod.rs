@@ -33,7 +33,7 @@ pub struct StageContext<'a> {
 /// A pipeline stage.
 ///
 /// `handle` MUST be idempotent with respect to external side effects (claim → act → record,
-/// see ARCHITECTURE.md section 5); database writes through `cx.tx` are covered by the claim.
+/// the dial protocol of `../shared/ARCHITECTURE.md` section 5); database writes through `cx.tx` are covered by the claim.
 /// It MUST NOT publish directly: outputs go through `cx.outbox`.
 pub trait Stage: Send + Sync + 'static {
     /// The stage's one name.
@@ -73,7 +73,7 @@ impl std::fmt::Debug for StageDescriptor {
     }
 }
 
-/// Returns the descriptor of stage `S`, built with `make`.
+/// Returns the descriptor of stage `S`, whose handler is built with `S::default()`.
 pub fn descriptor<S: Stage + Default>() -> StageDescriptor {
     StageDescriptor {
         name: S::NAME,

@@ -6,6 +6,10 @@
 
 pub mod processed_events;
 
+use sqlx::{Postgres, Transaction};
+
+use crate::ids::TenantId;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -52,6 +56,29 @@ impl Store {
     /// Returns the pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Begins a transaction that sees and writes only `tenant`'s rows (row-level security).
+    ///
+    /// One round trip: `BEGIN` and the tenant setting travel as one simple query. The uuid is
+    /// formatted by its type (hex and hyphens only), so it cannot inject SQL.
+    pub async fn begin_tenant(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool
+            .begin_with(format!(
+                "BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true), set_config('app.platform', 'off', true)"
+            ))
+            .await
+    }
+
+    /// Begins a transaction in platform mode: operator work that spans tenants (listing
+    /// clients, resolving an API key before its tenant is known, sweeps).
+    pub async fn begin_platform(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool
+            .begin_with("BEGIN; SELECT set_config('app.platform', 'on', true), set_config('app.tenant_id', '', true)")
+            .await
     }
 
     /// Applies pending migrations (serialized across processes by an advisory lock).

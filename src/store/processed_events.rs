@@ -47,12 +47,13 @@ pub async fn record_outputs(
     Ok(())
 }
 
-/// Returns the stored outputs of an already processed event.
-pub async fn outputs(
+/// Returns `Some(outputs)` when `(stage, event_id)` is claimed (outputs `None`: it emitted
+/// nothing), `None` when it is not.
+pub async fn claimed(
     conn: &mut PgConnection,
     stage: &str,
     event_id: EventId,
-) -> Result<Option<Vec<u8>>, sqlx::Error> {
+) -> Result<Option<Option<Vec<u8>>>, sqlx::Error> {
     let row = sqlx::query!(
         "SELECT outputs FROM processed_events WHERE stage = $1 AND event_id = $2",
         stage,
@@ -60,7 +61,7 @@ pub async fn outputs(
     )
     .fetch_optional(conn)
     .await?;
-    Ok(row.and_then(|row| row.outputs))
+    Ok(row.map(|row| row.outputs))
 }
 
 /// Deletes up to `limit` claims older than `older_than`; returns how many.

@@ -111,11 +111,27 @@ pub fn admin_database_url() -> String {
     std::env::var("CALLER_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
 }
 
+/// Default application-role URL (the database name is replaced per test).
+const DEFAULT_APP_DATABASE_URL: &str = "postgres://caller_app:caller_app@127.0.0.1:5432/caller";
+
+fn with_database(url: &str, name: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("database url `{url}` must name a database"),
+    }
+}
+
 /// A fresh, migrated database.
 pub struct TestDatabase {
     pub name: String,
+    /// Owner URL (what migrations use).
     pub url: String,
+    /// Application-role URL (what the system under test uses).
+    pub app_url: String,
+    /// The system's store: the application role, subject to row-level security.
     pub store: Store,
+    /// An owner connection in platform mode, for test assertions across tenants.
+    pub observer: sqlx::PgPool,
 }
 
 impl TestDatabase {
@@ -130,23 +146,49 @@ impl TestDatabase {
             .execute(&mut admin)
             .await
             .unwrap();
-        let url = match admin_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("CALLER_TEST_DATABASE_URL must name a database"),
-        };
-        let settings = caller::settings::DatabaseSettings {
-            url: caller::secret::Secret::new(url.clone()),
+        let url = with_database(&admin_url, &name);
+        let app_base = std::env::var("CALLER_TEST_APP_DATABASE_URL")
+            .unwrap_or_else(|_| DEFAULT_APP_DATABASE_URL.to_owned());
+        let app_url = with_database(&app_base, &name);
+        let settings = |url: &str| caller::settings::DatabaseSettings {
+            url: caller::secret::Secret::new(url.to_owned()),
+            owner_url: None,
             max_connections: 8,
             acquire_timeout_ms: 3_000,
         };
-        let store = Store::connect(&settings).await.unwrap();
-        store.migrate().await.unwrap();
-        Self { name, url, store }
+        Store::connect(&settings(&url))
+            .await
+            .unwrap()
+            .migrate()
+            .await
+            .unwrap();
+        let store = Store::connect(&settings(&app_url)).await.unwrap();
+        let observer = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET app.platform = 'on'")
+                        .execute(conn)
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .connect(&url)
+            .await
+            .unwrap();
+        Self {
+            name,
+            url,
+            app_url,
+            store,
+            observer,
+        }
     }
 
-    /// Closes the pool and drops the database.
+    /// Closes the pools and drops the database.
     pub async fn drop_database(self) {
         self.store.pool().close().await;
+        self.observer.close().await;
         let mut admin = PgConnection::connect(&admin_database_url()).await.unwrap();
         sqlx::query(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",

@@ -1,0 +1,19 @@
+//! Outbound integrations with the vendors a tenant connects (telephony, voice agents, CRMs,
+//! calendars).
+//!
+//! - [`http`]: the one HTTP client builder; every outbound request goes through a client it
+//!   builds, so every request has timeouts.
+//! - [`health`]: the per-provider healthcheck run when a tenant connects credentials: each
+//!   vendor's cheapest authenticated call, classified into a [`health::HealthReport`].
+//! - [`sim`]: a minimal in-process simulator that answers those healthcheck endpoints in each
+//!   vendor's wire format, so healthchecks run against it (demo, tests) or against the real
+//!   vendor by changing only `base_url`.
+//!
+//! Providers are named by plain strings here ("twilio", "elevenlabs", "gohighlevel", "zoho",
+//! "custom", "fonoster", "local", "caldav", "static", "crm", "google", "outlook", "calendly",
+//! "acuity"). Invariant: a credential value never reaches a log line, an error message or a
+//! report.
+
+pub mod health;
+pub mod http;
+pub mod sim;
