@@ -122,6 +122,68 @@ impl EventId {
     }
 }
 
+uuid_id!(
+    /// A management API key.
+    ApiKeyId,
+    "api key id"
+);
+
+/// A phone number in E.164 form (`+` then 7 to 15 digits, no leading zero).
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct PhoneNumber(String);
+
+/// Text that is not an E.164 number.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("must be an E.164 number such as +14155550100")]
+pub struct PhoneNumberError;
+
+impl PhoneNumber {
+    /// Parses E.164; spaces, dashes, dots and parentheses are tolerated and removed.
+    pub fn parse(input: &str) -> Result<Self, PhoneNumberError> {
+        let compact: String = input
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .collect();
+        let digits = compact.strip_prefix('+').ok_or(PhoneNumberError)?;
+        let valid = (7..=15).contains(&digits.len())
+            && digits.chars().all(|c| c.is_ascii_digit())
+            && !digits.starts_with('0');
+        if valid {
+            Ok(Self(compact))
+        } else {
+            Err(PhoneNumberError)
+        }
+    }
+
+    /// Returns the E.164 text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for PhoneNumber {
+    type Error = PhoneNumberError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<PhoneNumber> for String {
+    fn from(value: PhoneNumber) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl TenantId {
     /// The platform itself, used by operational events (canary probes) that belong to no client.
     pub const PLATFORM: TenantId = TenantId(Uuid::nil());
@@ -143,6 +205,23 @@ mod tests {
         );
         assert_eq!(first.as_uuid().get_version_num(), 7);
         assert_eq!(first.unix_millis(), parent.unix_millis());
+    }
+
+    #[test]
+    fn phone_numbers_are_e164() {
+        assert_eq!(
+            PhoneNumber::parse("+1 (415) 555-0100").unwrap().as_str(),
+            "+14155550100"
+        );
+        for bad in [
+            "4155550100",
+            "+0123456789",
+            "+1415",
+            "+1415555010012345",
+            "+1415abc0100",
+        ] {
+            assert_eq!(PhoneNumber::parse(bad), Err(PhoneNumberError), "{bad}");
+        }
     }
 
     #[test]

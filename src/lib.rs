@@ -36,3 +36,4 @@ pub mod shutdown;
 pub mod stages;
 pub mod store;
 pub mod telemetry;
+pub mod tenancy;

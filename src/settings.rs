@@ -29,6 +29,47 @@ pub struct Settings {
     pub log: LogSettings,
     /// Stage runner tuning shared by every stage.
     pub runner: RunnerSettings,
+    /// Master keys that seal tenant credentials.
+    pub crypto: CryptoSettings,
+    /// The management API.
+    pub api: ApiSettings,
+}
+
+/// Master keys: `CALLER__CRYPTO__ACTIVE_KEY=k2026` and `CALLER__CRYPTO__KEYS__K2026=<base64>`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CryptoSettings {
+    /// Key id new seals use.
+    pub active_key: String,
+    /// Every key still needed to open records, by id (base64 of 32 bytes).
+    pub keys: std::collections::BTreeMap<String, Secret<String>>,
+}
+
+impl CryptoSettings {
+    /// Builds the keyring, naming what is wrong (never a key's value).
+    pub fn keyring(&self) -> anyhow::Result<crate::crypto::Keyring> {
+        crate::crypto::Keyring::from_config(&self.active_key, &self.keys)
+            .map_err(|error| anyhow::anyhow!("crypto settings: {error}"))
+    }
+}
+
+/// Management API settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Default overlap of a rotated API key, in seconds.
+    pub key_rotation_overlap_secs: u64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            key_rotation_overlap_secs: 24 * 3_600,
+        }
+    }
 }
 
 /// NATS connection settings.

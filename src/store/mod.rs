@@ -4,7 +4,11 @@
 //! stage composes several of them in the one transaction that also holds its idempotency
 //! claim. Queries are compile-time checked (`sqlx::query!`) against `.sqlx/` offline data.
 
+pub mod api_keys;
+pub mod audit;
+pub mod credentials;
 pub mod processed_events;
+pub mod tenants;
 
 use sqlx::{Postgres, Transaction};
 

@@ -1,0 +1,420 @@
+//! A client's configuration: providers, hours, windows, limits, retry policy, agent settings.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveTime;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{FieldError, validate_timezone};
+use crate::ids::PhoneNumber;
+
+/// CRM the client uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmKind {
+    /// HighLevel API v2.
+    Gohighlevel,
+    /// Zoho CRM v8.
+    Zoho,
+    /// A proprietary REST CRM.
+    Custom,
+}
+
+/// Telephony provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TelephonyKind {
+    /// Twilio Programmable Voice.
+    Twilio,
+    /// Fonoster.
+    Fonoster,
+}
+
+/// Voice engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VoiceKind {
+    /// ElevenLabs Conversational AI.
+    Elevenlabs,
+    /// A self-hosted speech-to-speech model.
+    Local,
+}
+
+/// Calendar source for free slots and bookings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CalendarKind {
+    /// The CRM's own calendar.
+    Crm,
+    /// CalDAV (RFC 4791).
+    Caldav,
+    /// Static weekly rules.
+    Static,
+    /// Google Calendar.
+    Google,
+    /// Microsoft Outlook.
+    Outlook,
+    /// Calendly.
+    Calendly,
+    /// Acuity Scheduling.
+    Acuity,
+}
+
+/// A day of the week.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    /// Monday.
+    Mon,
+    /// Tuesday.
+    Tue,
+    /// Wednesday.
+    Wed,
+    /// Thursday.
+    Thu,
+    /// Friday.
+    Fri,
+    /// Saturday.
+    Sat,
+    /// Sunday.
+    Sun,
+}
+
+/// Opening hours on one day, in the business's time zone (`HH:MM`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DayHours {
+    /// Day of the week.
+    pub day: Weekday,
+    /// Opening time, `HH:MM`.
+    pub open: String,
+    /// Closing time, `HH:MM`, after `open`.
+    pub close: String,
+}
+
+/// Retry policy for unanswered calls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Delays before each retry, in minutes (default ladder 15, 60, 240, 1440).
+    pub ladder_minutes: Vec<u32>,
+    /// Most attempts per lead, the first included.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            ladder_minutes: vec![15, 60, 240, 1_440],
+            max_attempts: 5,
+        }
+    }
+}
+
+/// Everything configurable about a client except secrets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfiguration {
+    /// CRM.
+    pub crm: Option<CrmKind>,
+    /// Telephony provider.
+    pub telephony: Option<TelephonyKind>,
+    /// Voice engine.
+    pub voice: Option<VoiceKind>,
+    /// Calendar source.
+    pub calendar: Option<CalendarKind>,
+    /// Business time zone (IANA); defaults to the client's.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Opening hours, at most one entry per day.
+    #[serde(default)]
+    pub business_hours: Vec<DayHours>,
+    /// When calls may be placed, in the callee's local time; within 08:00-21:00 by law.
+    #[serde(default)]
+    pub calling_windows: Vec<DayHours>,
+    /// Calls in progress at once.
+    #[serde(default = "default_concurrency_cap")]
+    pub concurrency_cap: u32,
+    /// Calls started per second.
+    #[serde(default = "default_calls_per_second")]
+    pub calls_per_second: f64,
+    /// Caller-id pool (E.164).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub caller_numbers: Vec<PhoneNumber>,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry_policy: RetryPolicy,
+    /// Agent settings (agent id, language, first message, variants), passed to the voice engine.
+    #[serde(default)]
+    pub agent: serde_json::Value,
+    /// Non-secret provider settings by provider (`account_sid`, `location_id`, …).
+    #[serde(default)]
+    pub providers: BTreeMap<String, serde_json::Value>,
+}
+
+fn default_concurrency_cap() -> u32 {
+    5
+}
+
+fn default_calls_per_second() -> f64 {
+    1.0
+}
+
+impl Default for ClientConfiguration {
+    fn default() -> Self {
+        Self {
+            crm: None,
+            telephony: None,
+            voice: None,
+            calendar: None,
+            timezone: None,
+            business_hours: Vec::new(),
+            calling_windows: Vec::new(),
+            concurrency_cap: default_concurrency_cap(),
+            calls_per_second: default_calls_per_second(),
+            caller_numbers: Vec::new(),
+            retry_policy: RetryPolicy::default(),
+            agent: serde_json::Value::Null,
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+/// Provider names whose settings may appear under `providers`.
+pub const PROVIDER_NAMES: &[&str] = &[
+    "gohighlevel",
+    "zoho",
+    "custom",
+    "twilio",
+    "fonoster",
+    "elevenlabs",
+    "local",
+    "caldav",
+    "static",
+    "google",
+    "outlook",
+    "calendly",
+    "acuity",
+];
+
+/// Keys under `providers.<name>` that only an operator may set: they redirect where the
+/// platform sends the tenant's credentials (simulators, sandboxes), so a tenant must not be
+/// able to point them at an arbitrary host.
+pub const OPERATOR_ONLY_PROVIDER_KEYS: &[&str] = &["base_url", "api_domain", "healthcheck_url"];
+
+fn parse_time(field: &str, text: &str, errors: &mut Vec<FieldError>) -> Option<NaiveTime> {
+    match NaiveTime::parse_from_str(text, "%H:%M") {
+        Ok(time) => Some(time),
+        Err(_) => {
+            errors.push(FieldError::new(field, "must be a time HH:MM"));
+            None
+        }
+    }
+}
+
+fn validate_days(
+    field: &str,
+    days: &[DayHours],
+    legal: Option<(NaiveTime, NaiveTime)>,
+    errors: &mut Vec<FieldError>,
+) {
+    let mut seen: Vec<(Weekday, NaiveTime, NaiveTime, usize)> = Vec::new();
+    for (index, day) in days.iter().enumerate() {
+        let at = format!("{field}[{index}]");
+        let open = parse_time(&format!("{at}.open"), &day.open, errors);
+        let close = parse_time(&format!("{at}.close"), &day.close, errors);
+        let (Some(open), Some(close)) = (open, close) else {
+            continue;
+        };
+        if open >= close {
+            errors.push(FieldError::new(
+                format!("{at}.close"),
+                "must be after `open` (an empty range never opens)",
+            ));
+            continue;
+        }
+        if let Some((earliest, latest)) = legal
+            && (open < earliest || close > latest)
+        {
+            errors.push(FieldError::new(
+                at.clone(),
+                "calls are allowed only between 08:00 and 21:00 local time",
+            ));
+        }
+        if let Some((_, _, _, other)) = seen
+            .iter()
+            .find(|(d, o, c, _)| *d == day.day && open < *c && *o < close)
+        {
+            errors.push(FieldError::new(
+                at.clone(),
+                format!("overlaps {field}[{other}]"),
+            ));
+        }
+        seen.push((day.day, open, close, index));
+    }
+}
+
+impl ClientConfiguration {
+    /// Returns every invalid field, prefixed with `prefix` (e.g. `configuration`).
+    pub fn validate(&self, prefix: &str) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let at = |field: &str| {
+            if prefix.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{prefix}.{field}")
+            }
+        };
+        if let Some(zone) = &self.timezone {
+            validate_timezone(&at("timezone"), zone, &mut errors);
+        }
+        validate_days(
+            &at("business_hours"),
+            &self.business_hours,
+            None,
+            &mut errors,
+        );
+        let legal = (
+            NaiveTime::from_hms_opt(8, 0, 0).expect("valid"),
+            NaiveTime::from_hms_opt(21, 0, 0).expect("valid"),
+        );
+        validate_days(
+            &at("calling_windows"),
+            &self.calling_windows,
+            Some(legal),
+            &mut errors,
+        );
+        if !(1..=10_000).contains(&self.concurrency_cap) {
+            errors.push(FieldError::new(
+                at("concurrency_cap"),
+                "must be between 1 and 10000",
+            ));
+        }
+        if !(self.calls_per_second > 0.0 && self.calls_per_second <= 1_000.0) {
+            errors.push(FieldError::new(
+                at("calls_per_second"),
+                "must be above 0 and at most 1000",
+            ));
+        }
+        if self.retry_policy.ladder_minutes.is_empty() {
+            errors.push(FieldError::new(
+                at("retry_policy.ladder_minutes"),
+                "must list at least one delay",
+            ));
+        }
+        if self.retry_policy.ladder_minutes.contains(&0) {
+            errors.push(FieldError::new(
+                at("retry_policy.ladder_minutes"),
+                "delays must be at least 1 minute",
+            ));
+        }
+        if !(1..=50).contains(&self.retry_policy.max_attempts) {
+            errors.push(FieldError::new(
+                at("retry_policy.max_attempts"),
+                "must be between 1 and 50",
+            ));
+        }
+        for (name, settings) in &self.providers {
+            if !PROVIDER_NAMES.contains(&name.as_str()) {
+                errors.push(FieldError::new(
+                    at(&format!("providers.{name}")),
+                    format!("unknown provider `{name}`"),
+                ));
+            } else if !settings.is_object() {
+                errors.push(FieldError::new(
+                    at(&format!("providers.{name}")),
+                    "must be an object",
+                ));
+            }
+        }
+        if !(self.agent.is_null() || self.agent.is_object()) {
+            errors.push(FieldError::new(at("agent"), "must be an object"));
+        }
+        errors
+    }
+
+    /// Returns the operator-only provider keys this configuration sets, as field paths.
+    pub fn operator_only_fields(&self, prefix: &str) -> Vec<String> {
+        let mut fields = Vec::new();
+        for (name, settings) in &self.providers {
+            for key in OPERATOR_ONLY_PROVIDER_KEYS {
+                if settings.get(key).is_some() {
+                    fields.push(format!("{prefix}.providers.{name}.{key}"));
+                }
+            }
+        }
+        fields
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: serde_json::Value) -> ClientConfiguration {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_complete_configuration_is_valid() {
+        let config = parse(serde_json::json!({
+            "crm": "gohighlevel", "telephony": "twilio", "voice": "elevenlabs", "calendar": "crm",
+            "timezone": "America/New_York",
+            "business_hours": [{"day": "mon", "open": "09:00", "close": "17:00"}],
+            "calling_windows": [{"day": "mon", "open": "09:00", "close": "20:00"}],
+            "caller_numbers": ["+14155550100"],
+            "providers": {"twilio": {"account_sid": "AC0123"}}
+        }));
+        assert_eq!(config.validate("configuration"), vec![]);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let config = parse(serde_json::json!({
+            "crm": null, "telephony": null, "voice": null, "calendar": null,
+            "timezone": "Mars/Olympus",
+            "business_hours": [
+                {"day": "mon", "open": "09:00", "close": "17:00"},
+                {"day": "mon", "open": "16:00", "close": "18:00"},
+                {"day": "tue", "open": "10:00", "close": "10:00"}
+            ],
+            "calling_windows": [{"day": "wed", "open": "07:00", "close": "12:00"}],
+            "retry_policy": {"ladder_minutes": [], "max_attempts": 3},
+            "providers": {"skype": {}}
+        }));
+        let fields: Vec<String> = config
+            .validate("configuration")
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "configuration.timezone",
+                "configuration.business_hours[1]",
+                "configuration.business_hours[2].close",
+                "configuration.calling_windows[0]",
+                "configuration.retry_policy.ladder_minutes",
+                "configuration.providers.skype",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_provider_kinds_and_bad_numbers_do_not_parse() {
+        let unknown =
+            serde_json::from_value::<ClientConfiguration>(serde_json::json!({"crm": "salesforce"}));
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("unknown variant `salesforce`")
+        );
+        let number = serde_json::from_value::<ClientConfiguration>(
+            serde_json::json!({"caller_numbers": ["555-0100"]}),
+        );
+        assert!(number.unwrap_err().to_string().contains("E.164"));
+    }
+}
