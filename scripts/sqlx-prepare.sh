@@ -15,7 +15,7 @@ check=false
 [ "${1:-}" = "--check" ] && check=true
 
 admin_url=$(pg_admin_url)
-scratch=caller_sqlx_prepare
+scratch=caller_sqlx_prepare_$$
 psql "$admin_url" -qtAc "DROP DATABASE IF EXISTS $scratch" >/dev/null
 psql "$admin_url" -qtAc "CREATE DATABASE $scratch" >/dev/null
 scratch_url="${admin_url%/*}/$scratch"

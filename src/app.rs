@@ -95,6 +95,12 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 /// Runs `role` until SIGTERM/SIGINT.
 pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     let (definitions, topology) = load_topology(&settings)?;
+    // The management API needs the master keys: refuse to start without them, before
+    // touching anything.
+    let keyring = match role {
+        Role::All | Role::Ingress => Some(settings.crypto.keyring()?),
+        Role::Stage { .. } => None,
+    };
     let bus = connect_bus(&settings).await?;
     migrate(&settings).await?;
     let store = Store::connect(&settings.database).await?;
@@ -136,13 +142,22 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, ?role, "serving");
     let state = HttpState {
         bus,
-        store,
+        store: store.clone(),
         metrics,
         stages: Arc::new(selected.clone()),
     };
+    let mut router = http::router(state);
+    if let Some(keyring) = keyring {
+        let api_state = crate::api::AppState::new(store, keyring, &settings.api);
+        router = router.merge(crate::api::router(api_state, &settings.api));
+    }
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    tasks.spawn(http::serve(listener, http::router(state), shutdown.clone()));
+    tasks.spawn(http::serve(
+        listener,
+        http::with_fallback(router),
+        shutdown.clone(),
+    ));
     if !selected.is_empty() {
         let retention = Duration::from_secs(settings.runner.claim_retention_hours * 3_600);
         tasks.spawn(sweep_claims(

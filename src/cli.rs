@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::RangedI64ValueParser;
 use clap::{Parser, Subcommand};
 
 /// Multi-tenant AI calling platform.
@@ -55,6 +56,24 @@ pub enum Command {
         /// Subcommand.
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Manage client businesses (tenants): onboarding, configuration, features, credentials.
+    Tenant {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manage the master keys that seal tenant credentials.
+    Keys {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Platform administration.
+    Admin {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: AdminCommand,
     },
 }
 
@@ -124,5 +143,198 @@ pub enum DlqCommand {
         /// Confirm: purging cannot be undone.
         #[arg(long)]
         yes: bool,
+    },
+}
+
+/// Audit entries one `tenant audit` may show.
+fn entry_limit() -> RangedI64ValueParser<i64> {
+    RangedI64ValueParser::new().range(1..=10_000)
+}
+
+/// Credentials one rotation transaction may hold.
+fn batch_size() -> RangedI64ValueParser<i64> {
+    RangedI64ValueParser::new().range(1..=crate::tenancy::rotation::MAX_BATCH)
+}
+
+/// `caller tenant …`
+///
+/// `<client>` is a client id or its slug.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Onboard a client, optionally with configuration, features and credentials from a file.
+    Create {
+        /// Unique slug (overrides the file's).
+        #[arg(long)]
+        slug: Option<String>,
+        /// Display name (overrides the file's).
+        #[arg(long)]
+        name: Option<String>,
+        /// IANA time zone, e.g. `America/New_York` (overrides the file's).
+        #[arg(long)]
+        timezone: Option<String>,
+        /// JSON onboarding request: `slug`, `name`, `timezone`, `configuration`, `features`,
+        /// `credentials` (as the management API's `POST /v1/clients`).
+        #[arg(long, value_name = "FILE")]
+        config_file: Option<PathBuf>,
+    },
+    /// List every client: id, slug, status, time zone, name.
+    List,
+    /// Show a client with its configuration, features and masked credentials (JSON).
+    Show {
+        /// Client id or slug.
+        client: String,
+    },
+    /// Change a client's name or time zone.
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+    Update {
+        /// Client id or slug.
+        client: String,
+        /// New display name.
+        #[arg(long, group = "change")]
+        name: Option<String>,
+        /// New IANA time zone.
+        #[arg(long, group = "change")]
+        timezone: Option<String>,
+    },
+    /// Disable a client: it places and answers no calls until enabled.
+    Disable {
+        /// Client id or slug.
+        client: String,
+    },
+    /// Enable a disabled client.
+    Enable {
+        /// Client id or slug.
+        client: String,
+    },
+    /// Show or replace a client's configuration.
+    Config {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: TenantConfigCommand,
+    },
+    /// Set or delete a client's feature flags.
+    Feature {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: TenantFeatureCommand,
+    },
+    /// Set, delete or list a client's provider credentials.
+    Credential {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: TenantCredentialCommand,
+    },
+    /// Check each configured provider (crm, telephony, voice) with the client's credentials.
+    Healthcheck {
+        /// Client id or slug.
+        client: String,
+    },
+    /// Show a client's audit log, newest first.
+    Audit {
+        /// Client id or slug.
+        client: String,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 50, value_parser = entry_limit())]
+        limit: i64,
+    },
+}
+
+/// `caller tenant config …`
+#[derive(Debug, Subcommand)]
+pub enum TenantConfigCommand {
+    /// Print the configuration (JSON).
+    Show {
+        /// Client id or slug.
+        client: String,
+    },
+    /// Replace the configuration with a JSON file.
+    Set {
+        /// Client id or slug.
+        client: String,
+        /// JSON configuration.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// `caller tenant feature …`
+#[derive(Debug, Subcommand)]
+pub enum TenantFeatureCommand {
+    /// Set a feature flag.
+    Set {
+        /// Client id or slug.
+        client: String,
+        /// Flag name.
+        flag: String,
+        /// On or off.
+        #[arg(long, action = clap::ArgAction::Set)]
+        enabled: bool,
+        /// Variant weights or parameters, a JSON object.
+        #[arg(long, value_name = "JSON")]
+        variants: Option<String>,
+    },
+    /// Delete a feature flag.
+    Delete {
+        /// Client id or slug.
+        client: String,
+        /// Flag name.
+        flag: String,
+    },
+}
+
+/// `caller tenant credential …`
+#[derive(Debug, Subcommand)]
+pub enum TenantCredentialCommand {
+    /// Seal and store a credential read from standard input (never from the command line,
+    /// which other users see in `ps` and the shell keeps in its history).
+    Set {
+        /// Client id or slug.
+        client: String,
+        /// Kind, `<provider>.<name>`, e.g. `twilio.auth_token`.
+        kind: String,
+        /// Expiry (RFC 3339), for tokens that have one.
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Delete a credential.
+    Delete {
+        /// Client id or slug.
+        client: String,
+        /// Kind.
+        kind: String,
+    },
+    /// List credentials, masked: kind, hint, key id, expiry, last change.
+    List {
+        /// Client id or slug.
+        client: String,
+    },
+}
+
+/// `caller keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal every credential under the active master key (`crypto.active_key`). Keep the
+    /// old keys configured until it reports 0 remaining.
+    Rotate {
+        /// Credentials per transaction.
+        #[arg(long, default_value_t = 100, value_parser = batch_size())]
+        batch: i64,
+    },
+}
+
+/// `caller admin …`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an API key and print it once on standard output.
+    CreateKey {
+        /// Label.
+        #[arg(long)]
+        name: String,
+        /// Scopes (repeatable), e.g. `clients:read`; default: every scope.
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Client id or slug the key acts for; without it, an operator key for every client.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }

@@ -17,6 +17,7 @@
 //! - [`ids`], [`secret`], [`error`]: typed ids, redacting secrets, the stage error taxonomy.
 //! - [`telemetry`]: JSON logs, one span per message.
 
+pub mod api;
 pub mod app;
 pub mod bus;
 pub mod cli;

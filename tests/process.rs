@@ -25,6 +25,11 @@ fn caller_command(env: &TestEnv, nats_dir: &Path, listen_port: u16) -> Command {
         .env("CALLER__PATHS__NATS", nats_dir)
         .env("CALLER__PATHS__PIPELINES", project_root().join("pipelines"))
         .env("CALLER__LOG__FILTER", "warn")
+        .env("CALLER__CRYPTO__ACTIVE_KEY", "test")
+        .env(
+            "CALLER__CRYPTO__KEYS__TEST",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
         .stdin(Stdio::null());
     command
 }

@@ -114,12 +114,15 @@ pub fn open(
         .map_err(|_| CryptoError::NotText)
 }
 
-/// Returns a display mask of a secret: its last four characters at most, never more than a
-/// quarter of it.
+/// Returns a display mask of a secret: its last four characters when it is long enough that
+/// they are at most a quarter of it (16 characters or more), otherwise nothing of it.
+/// Structured secrets (JSON token sets) show nothing: their tail is punctuation or a token.
 pub fn mask(plaintext: &Secret<String>) -> String {
     let chars: Vec<char> = plaintext.expose().chars().collect();
-    let shown = (chars.len() / 4).min(4);
-    let tail: String = chars[chars.len() - shown..].iter().collect();
+    if chars.len() < 16 || plaintext.expose().trim_start().starts_with('{') {
+        return "••••".to_owned();
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("••••{tail}")
 }
 
@@ -186,5 +189,12 @@ mod tests {
             "••••1234"
         );
         assert_eq!(mask(&Secret::new("abc".to_owned())), "••••");
+        assert_eq!(mask(&Secret::new("fifteen-chars-x".to_owned())), "••••");
+        assert_eq!(
+            mask(&Secret::new(
+                r#"{"access_token":"abcdefghijkl"}"#.to_owned()
+            )),
+            "••••"
+        );
     }
 }

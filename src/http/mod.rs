@@ -49,8 +49,12 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { problem(StatusCode::NOT_FOUND, "not found", "no such route") })
         .with_state(state)
+}
+
+/// Adds the problem+json 404 for unknown routes (after every router is merged in).
+pub fn with_fallback(router: Router) -> Router {
+    router.fallback(|| async { problem(StatusCode::NOT_FOUND, "not found", "no such route") })
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -194,3 +194,64 @@ pub async fn count_under_other_keys(
     .await?;
     Ok(count)
 }
+
+/// Returns up to `limit` credentials sealed under another key than `active`, leaving out the
+/// rows in `except`, locking them (`SKIP LOCKED`, so concurrent rotations share the work).
+///
+/// Rotation passes the rows it could not open, so a record it cannot read is reported once
+/// instead of coming back in every batch.
+pub async fn sealed_under_other_keys_except(
+    conn: &mut PgConnection,
+    active: &KeyId,
+    except: &[uuid::Uuid],
+    limit: i64,
+) -> Result<Vec<SealedCredential>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        RawSealed,
+        "SELECT id, tenant_id, kind, key_id, nonce, ciphertext, expires_at FROM client_credentials
+         WHERE key_id <> $1 AND NOT (id = ANY($2)) ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        active.as_str(),
+        except,
+        limit,
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(RawSealed::into_sealed).collect()
+}
+
+/// Returns one sealed credential and locks its row until the transaction ends, so no other
+/// writer replaces it between this read and the caller's write.
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    kind: &str,
+) -> Result<Option<SealedCredential>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        RawSealed,
+        "SELECT id, tenant_id, kind, key_id, nonce, ciphertext, expires_at FROM client_credentials
+         WHERE tenant_id = $1 AND kind = $2 FOR UPDATE",
+        tenant.as_uuid(),
+        kind,
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(RawSealed::into_sealed).transpose()
+}
+
+/// Takes the transaction-scoped advisory lock on `oauth:<tenant>:<kind>`: one OAuth refresh
+/// of a credential at a time, across every process; released at commit or rollback.
+pub async fn lock_oauth_refresh(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    kind: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(
+             hashtextextended('oauth:' || $1::uuid::text || ':' || $2::text, 0))",
+        tenant.as_uuid(),
+        kind,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -147,11 +147,18 @@ pub struct ClientConfiguration {
     #[serde(default)]
     pub retry_policy: RetryPolicy,
     /// Agent settings (agent id, language, first message, variants), passed to the voice engine.
-    #[serde(default)]
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     pub agent: serde_json::Value,
     /// Non-secret provider settings by provider (`account_sid`, `location_id`, …).
     #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Object>)]
     pub providers: BTreeMap<String, serde_json::Value>,
+}
+
+/// Returns `{}`.
+pub fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 fn default_concurrency_cap() -> u32 {
@@ -176,7 +183,7 @@ impl Default for ClientConfiguration {
             calls_per_second: default_calls_per_second(),
             caller_numbers: Vec::new(),
             retry_policy: RetryPolicy::default(),
-            agent: serde_json::Value::Null,
+            agent: empty_object(),
             providers: BTreeMap::new(),
         }
     }
@@ -329,7 +336,7 @@ impl ClientConfiguration {
                 ));
             }
         }
-        if !(self.agent.is_null() || self.agent.is_object()) {
+        if !self.agent.is_object() {
             errors.push(FieldError::new(at("agent"), "must be an object"));
         }
         errors

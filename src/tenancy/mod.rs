@@ -8,6 +8,8 @@
 pub mod api_keys;
 pub mod audit;
 pub mod config;
+pub mod oauth;
+pub mod rotation;
 pub mod service;
 
 use serde::Serialize;

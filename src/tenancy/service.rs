@@ -113,7 +113,8 @@ pub struct FeatureInput {
     /// On or off.
     pub enabled: bool,
     /// Variant weights or parameters (A/B tests).
-    #[serde(default)]
+    #[serde(default = "super::config::empty_object")]
+    #[schema(value_type = Object)]
     pub variants: serde_json::Value,
 }
 
@@ -449,7 +450,7 @@ pub async fn put_feature(
 ) -> Result<(), ServiceError> {
     let mut errors = Vec::new();
     validate_flag("flag", flag, &mut errors);
-    if !(input.variants.is_null() || input.variants.is_object()) {
+    if !input.variants.is_object() {
         errors.push(FieldError::new("variants", "must be an object"));
     }
     if !errors.is_empty() {

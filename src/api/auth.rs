@@ -1,0 +1,249 @@
+//! API-key authentication, per-key rate limits, and client scoping.
+//!
+//! Order per request: authenticate (401) → rate limit (429) → for routes under
+//! `/v1/clients/{client_id}`, check the key may act for that client (404, never 403, so a key
+//! learns nothing about other tenants) → the handler checks its scope (403) and validates the
+//! body (422). Scoping runs before the body is read, so a request for another tenant's client
+//! is 404 whatever its body.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::ids::{ApiKeyId, TenantId};
+use crate::store::api_keys::{self, ApiKeyRow};
+use crate::tenancy::api_keys::{Scope, hash, is_well_formed};
+use crate::tenancy::audit::Actor;
+
+/// The authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    key: ApiKeyRow,
+    request_id: String,
+}
+
+impl Principal {
+    /// Returns the tenant the key acts for; `None` for operator keys.
+    pub fn tenant(&self) -> Option<TenantId> {
+        self.key.tenant_id
+    }
+
+    /// Returns true for operator (platform-wide) keys.
+    pub fn is_operator(&self) -> bool {
+        self.key.tenant_id.is_none()
+    }
+
+    /// Refuses with 403 unless the key holds `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.key.scopes.iter().any(|s| s == scope.as_str()) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "the api key lacks scope `{scope}`"
+            )))
+        }
+    }
+
+    /// Refuses with 403 unless this is an operator key.
+    pub fn require_operator(&self) -> Result<(), ApiError> {
+        if self.is_operator() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "only an operator key may do this".to_owned(),
+            ))
+        }
+    }
+
+    /// Returns the audit actor of this request.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            label: format!("key:{}", self.key.id),
+            request_id: Some(self.request_id.clone()),
+        }
+    }
+}
+
+/// The client a request under `/v1/clients/{client_id}` may act on.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAccess(pub TenantId);
+
+type KeyLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// Per-key token buckets of this process.
+///
+/// NOTE: the limit holds per API process; with N ingress replicas a key gets up to N times its
+/// limit. That bounds abuse of the management API; call admission (rate_limit stage) uses
+/// global limits.
+#[derive(Debug, Default)]
+pub struct KeyRateLimits {
+    limiters: Mutex<HashMap<ApiKeyId, (u32, Arc<KeyLimiter>)>>,
+}
+
+/// The outcome of a rate-limit check.
+enum Admission {
+    Allowed { limit: u32, remaining: u32 },
+    Refused { limit: u32, retry_after_secs: u64 },
+}
+
+impl KeyRateLimits {
+    fn check(&self, key: ApiKeyId, per_minute: u32) -> Admission {
+        let per_minute = per_minute.max(1);
+        let limiter = {
+            let mut limiters = self.limiters.lock().expect("rate limit lock");
+            let entry = limiters
+                .entry(key)
+                .or_insert_with(|| (per_minute, new_limiter(per_minute)));
+            if entry.0 != per_minute {
+                *entry = (per_minute, new_limiter(per_minute));
+            }
+            entry.1.clone()
+        };
+        match limiter.check() {
+            Ok(snapshot) => Admission::Allowed {
+                limit: per_minute,
+                remaining: snapshot.remaining_burst_capacity(),
+            },
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Admission::Refused {
+                    limit: per_minute,
+                    retry_after_secs: wait.as_secs().max(1),
+                }
+            }
+        }
+    }
+}
+
+fn new_limiter(per_minute: u32) -> Arc<KeyLimiter> {
+    let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
+    Arc::new(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
+}
+
+fn bearer(request: &Request) -> Option<&str> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// Authenticates the request and applies the key's rate limit.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(text) = bearer(&request) else {
+        return ApiError::Unauthorized.into_response();
+    };
+    if !is_well_formed(text) {
+        return ApiError::Unauthorized.into_response();
+    }
+    let key_hash = hash(text);
+    let key = match lookup(&state, &key_hash).await {
+        Ok(Some(key)) if key.is_usable(Utc::now()) => key,
+        Ok(_) => return ApiError::Unauthorized.into_response(),
+        Err(error) => return error.into_response(),
+    };
+    let per_minute = u32::try_from(key.rate_limit_per_minute).unwrap_or(1);
+    let (limit, remaining) = match state.rate_limits.check(key.id, per_minute) {
+        Admission::Allowed { limit, remaining } => (limit, remaining),
+        Admission::Refused {
+            limit,
+            retry_after_secs,
+        } => {
+            return ApiError::RateLimited {
+                retry_after_secs,
+                limit,
+            }
+            .into_response();
+        }
+    };
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.0.clone());
+    request
+        .extensions_mut()
+        .insert(Principal { key, request_id });
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert("ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+    response
+}
+
+async fn lookup(state: &AppState, key_hash: &[u8]) -> Result<Option<ApiKeyRow>, ApiError> {
+    // Platform mode: the key's tenant is what we are about to learn.
+    let mut tx = state.store.begin_platform().await?;
+    let key = api_keys::find_by_hash(&mut tx, key_hash).await?;
+    if let Some(key) = &key {
+        api_keys::touch(&mut tx, key.id).await?;
+    }
+    tx.commit().await?;
+    Ok(key)
+}
+
+/// Lets a request under `/v1/clients/{client_id}` through only for that client's keys and
+/// operator keys; anything else is 404.
+pub async fn scope_to_client(params: RawPathParams, mut request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let client = params
+        .iter()
+        .find(|(name, _)| *name == "client_id")
+        .map(|(_, value)| value.to_owned());
+    let Some(tenant) = client
+        .as_deref()
+        .and_then(|text| TenantId::parse(text).ok())
+    else {
+        return ApiError::NotFound.into_response();
+    };
+    if principal.tenant().is_some_and(|own| own != tenant) {
+        return ApiError::NotFound.into_response();
+    }
+    request.extensions_mut().insert(ClientAccess(tenant));
+    next.run(request).await
+}
+
+/// The request id: the caller's `x-request-id` when sane, else a new UUIDv7.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Assigns a request id, echoes it in the response, and records it in the request's span.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,142 @@
+//! The management API under `/v1`: clients, configuration, feature flags, credentials, API
+//! keys, audit log; its OpenAPI 3.1 document is generated from the handlers and served at
+//! `/v1/openapi.json`.
+//!
+//! Every route under `/v1/clients/{client_id}` is scoped to that client before anything else
+//! runs (see [`auth`]), and every handler opens its transaction for that one tenant, so
+//! row-level security backs the application's own scoping.
+
+pub mod audit;
+pub mod auth;
+pub mod clients;
+pub mod credentials;
+pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod settings;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::crypto::Keyring;
+use crate::store::Store;
+
+/// What handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database (as the application role).
+    pub store: Store,
+    /// Master keys for sealing credentials.
+    pub keyring: Arc<Keyring>,
+    /// Per-key rate limits.
+    pub rate_limits: Arc<auth::KeyRateLimits>,
+    /// HTTP client for provider healthchecks.
+    pub http: reqwest::Client,
+    /// Default overlap of a rotated key, in seconds.
+    pub key_rotation_overlap_secs: u64,
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(store: Store, keyring: Keyring, settings: &crate::settings::ApiSettings) -> Self {
+        Self {
+            store,
+            keyring: Arc::new(keyring),
+            rate_limits: Arc::default(),
+            http: crate::providers::http::client(),
+            key_rotation_overlap_secs: settings.key_rotation_overlap_secs,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "caller management API", description = "Clients, configuration, credentials, API keys and audit of the caller platform."),
+    modifiers(&BearerKeys),
+    components(schemas(error::Problem)),
+    tags(
+        (name = "clients", description = "client businesses (tenants)"),
+        (name = "configuration", description = "providers, hours, windows, limits"),
+        (name = "features", description = "feature flags and A/B variants"),
+        (name = "credentials", description = "sealed provider credentials"),
+        (name = "api-keys", description = "management API keys"),
+        (name = "audit", description = "append-only audit log"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerKeys;
+
+impl Modify for BearerKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ck_live_…")
+                    .description(Some("An API key: `Authorization: Bearer ck_live_…`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Returns the routes and the OpenAPI document they generate.
+pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    let per_client = OpenApiRouter::new()
+        .routes(routes!(clients::get, clients::update))
+        .routes(routes!(clients::disable))
+        .routes(routes!(clients::enable))
+        .routes(routes!(
+            settings::get_configuration,
+            settings::put_configuration
+        ))
+        .routes(routes!(settings::list_features))
+        .routes(routes!(settings::put_feature, settings::delete_feature))
+        .routes(routes!(credentials::list))
+        .routes(routes!(credentials::put, credentials::delete))
+        .routes(routes!(credentials::healthcheck))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::rotate))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(audit::list))
+        .route_layer(axum::middleware::from_fn(auth::scope_to_client));
+    let authenticated = OpenApiRouter::new()
+        .routes(routes!(clients::list, clients::create))
+        .merge(per_client)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(authenticated)
+        .with_state(state)
+        .split_for_parts()
+}
+
+/// Returns the management API router, with `/v1/openapi.json`.
+pub fn router(state: AppState, settings: &crate::settings::ApiSettings) -> Router {
+    let (router, openapi) = routes(state);
+    let document = Arc::new(openapi);
+    router
+        .route(
+            "/v1/openapi.json",
+            get(move || async move { Json(document.as_ref().clone()) }),
+        )
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(axum::middleware::from_fn(auth::request_id))
+}
+
+/// Returns the OpenAPI document (for `caller` tooling and tests).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
