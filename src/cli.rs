@@ -337,4 +337,9 @@ pub enum AdminCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Revoke any API key at once, operator keys included.
+    RevokeKey {
+        /// Key id (from `caller tenant keys` or the API's key list).
+        key_id: String,
+    },
 }

@@ -813,6 +813,26 @@ async fn admin_command(settings: &Settings, command: AdminCommand) -> anyhow::Re
                 issued.row.scopes.join(", ")
             );
         }
+        AdminCommand::RevokeKey { key_id } => {
+            let store = Store::connect(&settings.database).await?;
+            let key = crate::ids::ApiKeyId::parse(&key_id).map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Platform mode: operator keys belong to no tenant.
+            let mut transaction = store.begin_platform().await?;
+            let revoked = crate::store::api_keys::revoke(&mut transaction, key).await?;
+            anyhow::ensure!(revoked, "no live api key `{key}`");
+            let entry = crate::store::audit::NewAudit {
+                tenant_id: None,
+                actor: &operator().label,
+                action: "api_key.revoke",
+                target: &format!("api_key/{key}"),
+                before_digest: None,
+                after_digest: None,
+                request_id: None,
+            };
+            crate::store::audit::append(&mut transaction, &entry).await?;
+            transaction.commit().await?;
+            println!("revoked api key {key}");
+        }
     }
     Ok(())
 }

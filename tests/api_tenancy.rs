@@ -755,6 +755,40 @@ async fn secrets_never_reach_logs_errors_responses_or_the_audit_log() {
     let mut outputs = String::new();
     let id = api.onboard("leaky", secrets[0]).await;
     let op = Some(api.operator.as_str());
+    // Healthchecks only ever talk to the loopback simulator, never to a real vendor.
+    let accounts = caller::providers::sim::SimAccounts {
+        twilio_account_sid: "AC00000000000000000000000000000000".to_owned(),
+        twilio_auth_token: secrets[1].to_owned(),
+        ..Default::default()
+    };
+    let (sim, _sim_task) = caller::providers::sim::spawn(accounts).await;
+    let base_url = format!("http://{sim}");
+    let (_, _, mut config) = api
+        .call(
+            Method::GET,
+            &format!("/v1/clients/{id}/configuration"),
+            op,
+            None,
+        )
+        .await;
+    for provider in ["twilio", "elevenlabs", "gohighlevel"] {
+        let settings = config["providers"][provider]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let mut settings = serde_json::Value::Object(settings);
+        settings["base_url"] = json!(base_url);
+        config["providers"][provider] = settings;
+    }
+    let (status, _, _) = api
+        .call(
+            Method::PUT,
+            &format!("/v1/clients/{id}/configuration"),
+            op,
+            Some(config),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     for (method, path, body) in [
         (
             Method::PUT,
@@ -778,6 +812,26 @@ async fn secrets_never_reach_logs_errors_responses_or_the_audit_log() {
         let (status, headers, body) = api.call(method, &path, op, body).await;
         outputs.push_str(&format!("{status} {headers:?} {body}\n"));
     }
+    let (status, _, reports) = api
+        .call(
+            Method::POST,
+            &format!("/v1/clients/{id}/healthcheck"),
+            op,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let twilio = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["provider"] == "twilio")
+        .unwrap();
+    assert_eq!(
+        twilio["status"], "ok",
+        "the rotated twilio token authenticates at the simulator: {reports}"
+    );
+    outputs.push_str(&reports.to_string());
     let (status, _, issued) = api
         .call(
             Method::POST,

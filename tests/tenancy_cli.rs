@@ -244,6 +244,30 @@ async fn admin_create_key_prints_a_well_formed_key_once() {
         .await
         .failed();
     assert!(refused.stderr.contains("`scopes[0]`"), "{}", refused.stderr);
+
+    // An operator key is revoked at once from the command line.
+    let operator_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM api_keys WHERE tenant_id IS NULL")
+            .fetch_one(&db.observer)
+            .await
+            .unwrap();
+    let run = cli
+        .run(&["admin", "revoke-key", &operator_id.to_string()])
+        .await
+        .ok();
+    assert!(run.stdout.contains("revoked api key"), "{}", run.stdout);
+    let revoked: bool =
+        sqlx::query_scalar("SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = $1")
+            .bind(operator_id)
+            .fetch_one(&db.observer)
+            .await
+            .unwrap();
+    assert!(revoked);
+    let again = cli
+        .run(&["admin", "revoke-key", &operator_id.to_string()])
+        .await
+        .failed();
+    assert!(again.stderr.contains("no live api key"), "{}", again.stderr);
     db.drop_database().await;
 }
 

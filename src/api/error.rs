@@ -205,6 +205,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(errors) => ApiError::Invalid(errors),
             ServiceError::Conflict(detail) => ApiError::Conflict(detail),
             ServiceError::Forbidden(detail) => ApiError::Forbidden(detail),
+            ServiceError::Internal(reason) => {
+                tracing::error!(%reason, "management operation failed");
+                ApiError::Internal
+            }
             ServiceError::Crypto(error) => {
                 tracing::error!(%error, "credential could not be opened");
                 ApiError::Internal

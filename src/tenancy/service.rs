@@ -38,6 +38,9 @@ pub enum ServiceError {
     /// The caller may not make this change.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Stored state is unreadable (a bug or a manual edit); details are for the logs only.
+    #[error("internal: {0}")]
+    Internal(String),
     /// A sealed credential could not be opened (wrong key, tampered).
     #[error("credential: {0}")]
     Crypto(#[from] crypto::CryptoError),
@@ -211,7 +214,7 @@ pub async fn configuration(
 ) -> Result<ClientConfiguration, ServiceError> {
     match tenants::configuration(conn, tenant).await? {
         Some(row) => serde_json::from_value(row.settings)
-            .map_err(|e| ServiceError::Conflict(format!("stored configuration unreadable: {e}"))),
+            .map_err(|e| ServiceError::Internal(format!("stored configuration unreadable: {e}"))),
         None => Ok(ClientConfiguration::default()),
     }
 }
@@ -257,6 +260,12 @@ pub async fn onboard(
     }
     for flag in request.features.keys() {
         validate_flag(&format!("features.{flag}"), flag, &mut errors);
+        if !request.features[flag].variants.is_object() {
+            errors.push(FieldError::new(
+                format!("features.{flag}.variants"),
+                "must be an object",
+            ));
+        }
     }
     for (kind, input) in &request.credentials {
         validate_credential_kind(&format!("credentials.{kind}"), kind, &mut errors);
