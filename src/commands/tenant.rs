@@ -1,26 +1,18 @@
-//! What each command does. Roles go to [`app::run`]; operator tools are short and print
-//! plain text (one line per item) so they compose with shell tools.
+//! Operator commands for tenancy: `caller tenant …`, `caller keys rotate`, `caller admin …`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
 use sqlx::PgConnection;
 
-use crate::app::{self, Role};
-use crate::bus::dead_letter;
-use crate::bus::envelope::Envelope;
-use crate::bus::provision::Change;
-use crate::bus::subjects::{self, TenantToken};
 use crate::cli::{
-    AdminCommand, Cli, Command, DlqCommand, KeysCommand, PipelineCommand, SchemasCommand,
-    TenantCommand, TenantConfigCommand, TenantCredentialCommand, TenantFeatureCommand,
+    AdminCommand, KeysCommand, TenantCommand, TenantConfigCommand, TenantCredentialCommand,
+    TenantFeatureCommand,
 };
-use crate::events::canary::{CanaryAnswered, CanaryRequested};
 use crate::ids::TenantId;
+use crate::providers;
 use crate::providers::health::{self, HealthInput, HealthStatus};
 use crate::secret::Secret;
 use crate::settings::Settings;
@@ -35,189 +27,6 @@ use crate::tenancy::service::{
     self, Client, ClientPatch, CredentialInput, FeatureInput, KeyRequest, OnboardRequest,
     ServiceError,
 };
-use crate::{pipeline, providers, schemas, telemetry};
-
-/// Runs one command; returns the process exit code.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(&settings.log);
-    match cli.command {
-        Command::All => app::run(settings, Role::All).await?,
-        Command::Ingress => app::run(settings, Role::Ingress).await?,
-        Command::Stage {
-            name,
-            concurrency,
-            listen,
-        } => {
-            if let Some(listen) = listen {
-                settings.http.listen = listen;
-            }
-            app::run(settings, Role::Stage { name, concurrency }).await?;
-        }
-        Command::Provision => {
-            let (definitions, _) = app::load_topology(&settings)?;
-            let bus = app::connect_bus(&settings).await?;
-            for (what, change) in app::provision(&bus, &definitions).await? {
-                match change {
-                    Change::Created => println!("created   {what}"),
-                    Change::Updated(keys) => println!("updated   {what} ({})", keys.join(", ")),
-                    Change::Unchanged => println!("unchanged {what}"),
-                }
-            }
-        }
-        Command::Migrate => {
-            app::migrate(&settings).await?;
-            println!("migrations applied");
-        }
-        Command::Pipeline { command } => return pipeline_command(&settings, command).await,
-        Command::Schemas {
-            command: SchemasCommand::Export { dir, check },
-        } => {
-            if check {
-                let drifted = schemas::drift(&dir);
-                if !drifted.is_empty() {
-                    eprintln!(
-                        "caller: schemas drifted from the code (run `caller schemas export`):"
-                    );
-                    for path in drifted {
-                        eprintln!("  {path}");
-                    }
-                    return Ok(ExitCode::FAILURE);
-                }
-                println!("schemas match the code");
-            } else {
-                for path in schemas::export(&dir)? {
-                    println!("wrote {path}");
-                }
-            }
-        }
-        Command::Dlq { command } => dlq_command(&settings, command).await?,
-        Command::Tenant { command } => return tenant_command(&settings, command).await,
-        Command::Keys { command } => return keys_command(&settings, command).await,
-        Command::Admin { command } => admin_command(&settings, command).await?,
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn pipeline_command(
-    settings: &Settings,
-    command: PipelineCommand,
-) -> anyhow::Result<ExitCode> {
-    match command {
-        PipelineCommand::Check => {
-            let (_, topology) = app::load_topology(settings)?;
-            for stage in &topology.stages {
-                println!(
-                    "ok {}: {}/{} concurrency {} → [{}]",
-                    stage.name,
-                    stage.stream,
-                    stage.consumer,
-                    stage.concurrency,
-                    stage.outputs.join(", ")
-                );
-            }
-        }
-        PipelineCommand::Graph => {
-            let (definitions, topology) = app::load_topology(settings)?;
-            print!("{}", pipeline::mermaid(&topology, &definitions));
-        }
-        PipelineCommand::Ping { timeout } => {
-            let bus = app::connect_bus(settings).await?;
-            let request = Envelope::new(
-                TenantId::PLATFORM,
-                "caller/cli",
-                CanaryRequested {
-                    origin: "cli".to_owned(),
-                },
-            );
-            // Subscribe before publishing so the answer cannot slip past us.
-            let answers = subjects::canary_answered(TenantToken::Id(&TenantId::PLATFORM));
-            let mut subscription = bus.client().subscribe(answers).await?;
-            let started = tokio::time::Instant::now();
-            bus.publish_all(&[request.to_message()?]).await?;
-            let deadline = tokio::time::sleep(Duration::from_secs(timeout));
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    () = &mut deadline => {
-                        eprintln!("caller: no answer within {timeout}s: is `caller all` (or `caller stage canary`) running?");
-                        return Ok(ExitCode::FAILURE);
-                    }
-                    Some(message) = subscription.next() => {
-                        let Ok(answer) = Envelope::<CanaryAnswered>::decode(message.headers.as_ref(), &message.payload) else { continue };
-                        if answer.meta.causation_id == Some(request.meta.event_id) {
-                            println!("pong: event {} answered in {} ms", answer.meta.event_id, started.elapsed().as_millis());
-                            return Ok(ExitCode::SUCCESS);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn dlq_command(settings: &Settings, command: DlqCommand) -> anyhow::Result<()> {
-    let bus = app::connect_bus(settings).await?;
-    match command {
-        DlqCommand::List { stage, limit } => {
-            let letters = dead_letter::list(&bus, stage.as_deref(), limit).await?;
-            if letters.is_empty() {
-                println!("no dead letters");
-            }
-            for letter in letters {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
-                    letter.sequence,
-                    letter.stored_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                    letter.stage,
-                    letter.event_type.as_deref().unwrap_or("-"),
-                    letter.original_subject,
-                    letter.reason
-                );
-            }
-        }
-        DlqCommand::Show { sequence } => {
-            let letter = dead_letter::get(&bus, sequence).await?;
-            let mut shown = serde_json::to_value(&letter)?;
-            shown["payload"] = letter.payload_as_json().unwrap_or_else(|| {
-                serde_json::Value::String(format!(
-                    "<{} bytes, not MessagePack>",
-                    letter.payload.len()
-                ))
-            });
-            println!("{}", serde_json::to_string_pretty(&shown)?);
-        }
-        DlqCommand::Replay {
-            sequences,
-            all,
-            stage,
-        } => {
-            let targets: Vec<u64> = if all {
-                dead_letter::list(&bus, stage.as_deref(), usize::MAX)
-                    .await?
-                    .iter()
-                    .map(|l| l.sequence)
-                    .collect()
-            } else {
-                sequences
-            };
-            for sequence in targets {
-                let new_id = dead_letter::replay(&bus, sequence).await?;
-                println!("replayed {sequence} as event {new_id}");
-            }
-        }
-        DlqCommand::Purge { stage, yes } => {
-            anyhow::ensure!(
-                yes,
-                "purging dead letters cannot be undone: add --yes to confirm"
-            );
-            let purged = dead_letter::purge(&bus, stage.as_deref()).await?;
-            println!("purged {purged} dead letters");
-        }
-    }
-    Ok(())
-}
 
 /// The operator running a management command: `$USER`, else `cli`.
 fn operator() -> Actor {
@@ -375,7 +184,10 @@ fn provider_name<T: serde::Serialize>(kind: T) -> Option<String> {
     }
 }
 
-async fn tenant_command(settings: &Settings, command: TenantCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn tenant_command(
+    settings: &Settings,
+    command: TenantCommand,
+) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&settings.database).await?;
     let actor = operator();
     match command {
@@ -723,7 +535,10 @@ async fn healthcheck(settings: &Settings, store: &Store, client: &str) -> anyhow
     })
 }
 
-async fn keys_command(settings: &Settings, command: KeysCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn keys_command(
+    settings: &Settings,
+    command: KeysCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::Rotate { batch } => {
             let keyring = settings.crypto.keyring()?;
@@ -763,7 +578,10 @@ async fn keys_command(settings: &Settings, command: KeysCommand) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-async fn admin_command(settings: &Settings, command: AdminCommand) -> anyhow::Result<()> {
+pub(super) async fn admin_command(
+    settings: &Settings,
+    command: AdminCommand,
+) -> anyhow::Result<()> {
     match command {
         AdminCommand::CreateKey {
             name,
