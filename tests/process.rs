@@ -192,6 +192,9 @@ async fn caller_all_becomes_ready_serves_metrics_answers_a_ping_and_drains_on_si
         matches!(get(port, "/readyz").await, Some((200, _)))
     })
     .await;
+    let (status, document) = get(port, "/v1/openapi.json").await.unwrap();
+    assert_eq!(status, 200, "the management API is mounted");
+    assert!(document.contains("\"openapi\":\"3.1.0\""), "{document}");
     let (status, body) = get(port, "/healthz").await.unwrap();
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
 

@@ -24,6 +24,14 @@ use self::tenant::{admin_command, keys_command, tenant_command};
 /// Runs one command; returns the process exit code.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::load(cli.config.as_deref())?;
+    let is_role = matches!(
+        cli.command,
+        Command::All | Command::Ingress | Command::Stage { .. }
+    );
+    if !is_role && settings.log.filter == crate::settings::LogSettings::default().filter {
+        // Operator tools print their results; keep routine connection logs off the terminal.
+        settings.log.filter = "warn".to_owned();
+    }
     telemetry::init(&settings.log);
     match cli.command {
         Command::All => app::run(settings, Role::All).await?,
