@@ -169,10 +169,13 @@ async fn runner_consume(bus: &Bus, store: &Store, count: usize, concurrency: usi
         .create_consumer(consumer_config("noop"))
         .await
         .unwrap();
-    sqlx::query("TRUNCATE processed_events")
-        .execute(store.pool())
+    // The store is the application role: clearing claims needs platform mode.
+    let mut tx = store.begin_platform().await.unwrap();
+    sqlx::query("DELETE FROM processed_events")
+        .execute(&mut *tx)
         .await
         .unwrap();
+    tx.commit().await.unwrap();
     let metrics = Metrics::default();
     let shutdown = Shutdown::new();
     let runtime = Runtime {
