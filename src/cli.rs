@@ -339,7 +339,7 @@ pub enum AdminCommand {
     },
     /// Revoke any API key at once, operator keys included.
     RevokeKey {
-        /// Key id (from `caller tenant keys` or the API's key list).
+        /// Key id (from the API's key list, or the message `admin create-key` printed).
         key_id: String,
     },
 }

@@ -111,7 +111,10 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: Secret::new("postgres://caller_app:caller_app@127.0.0.1:5432/caller".to_owned()),
-            owner_url: None,
+            // The development schema owner (scripts/lib.sh creates both roles).
+            owner_url: Some(Secret::new(
+                "postgres://caller:caller@127.0.0.1:5432/caller".to_owned(),
+            )),
             max_connections: 16,
             acquire_timeout_ms: 3_000,
         }

@@ -555,6 +555,66 @@ async fn the_api_key_life_cycle_works_end_to_end() {
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     assert_eq!(headers["ratelimit-limit"], "2");
     assert_eq!(headers["ratelimit-remaining"], "0");
+
+    // A client key cannot mint or rotate its way to more than it holds.
+    let (_, admin) = api
+        .tenant_key(&client, vec!["keys:admin".into()], None)
+        .await;
+    let wider = json!({"name": "wider", "scopes": ["keys:admin", "credentials:write"]});
+    let (status, _, body) = api
+        .call(
+            Method::POST,
+            &format!("{own}/api-keys"),
+            Some(&admin),
+            Some(wider),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, _) = api
+        .call(
+            Method::POST,
+            &format!("{own}/api-keys/{key_id}/rotate"),
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "rotating a key with other scopes would hand out its successor"
+    );
+
+    // A disabled client's keys stop working at once; an operator re-enables it.
+    let (_, reader) = api
+        .tenant_key(&client, vec!["clients:read".into()], None)
+        .await;
+    let (status, _, _) = api
+        .call(
+            Method::POST,
+            &format!("{own}/disable"),
+            Some(&api.operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = api.call(Method::GET, &own, Some(&reader), None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, _, _) = api
+        .call(
+            Method::POST,
+            &format!("{own}/enable"),
+            Some(&api.operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        api.call(Method::GET, &own, Some(&reader), None).await.0,
+        StatusCode::OK
+    );
     api.env.finish().await;
 }
 

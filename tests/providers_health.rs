@@ -274,8 +274,14 @@ fn zoho_oauth(token: &str, api_domain: &str) -> String {
 #[tokio::test]
 async fn zoho_with_a_good_token_is_ok() {
     let sim = simulator().await;
-    let oauth = zoho_oauth(&sim.accounts.zoho_access_token, &sim.base);
-    let report = run("zoho", json!({}), &[("zoho.oauth", &oauth)]).await;
+    // The simulator is not a Zoho host: an operator points `api_domain` at it in settings.
+    let oauth = zoho_oauth(&sim.accounts.zoho_access_token, "https://www.zohoapis.com");
+    let report = run(
+        "zoho",
+        json!({ "api_domain": sim.base }),
+        &[("zoho.oauth", &oauth)],
+    )
+    .await;
     assert_status(&report, HealthStatus::Ok);
 }
 
@@ -295,8 +301,13 @@ async fn zoho_settings_override_the_api_domain_of_the_token_response() {
 #[tokio::test]
 async fn zoho_with_a_wrong_token_is_unauthorized() {
     let sim = simulator().await;
-    let oauth = zoho_oauth("1000.wrong", &sim.base);
-    let report = run("zoho", json!({}), &[("zoho.oauth", &oauth)]).await;
+    let oauth = zoho_oauth("1000.wrong", "https://www.zohoapis.com");
+    let report = run(
+        "zoho",
+        json!({ "api_domain": sim.base }),
+        &[("zoho.oauth", &oauth)],
+    )
+    .await;
     assert_status(&report, HealthStatus::Unauthorized);
 }
 
@@ -309,8 +320,13 @@ async fn zoho_without_a_token_is_misconfigured_naming_the_credential() {
 
 #[tokio::test]
 async fn zoho_on_a_closed_port_is_unreachable() {
-    let oauth = zoho_oauth("1000.x", &closed_port());
-    let report = run("zoho", json!({}), &[("zoho.oauth", &oauth)]).await;
+    let oauth = zoho_oauth("1000.x", "https://www.zohoapis.com");
+    let report = run(
+        "zoho",
+        json!({ "api_domain": closed_port() }),
+        &[("zoho.oauth", &oauth)],
+    )
+    .await;
     assert_status(&report, HealthStatus::Unreachable);
 }
 
@@ -471,8 +487,16 @@ async fn reports_never_contain_a_credential_value() {
             json!({ "base_url": sim.base }),
             vec![("gohighlevel.oauth", &malformed)],
         ),
-        ("zoho", json!({}), vec![("zoho.oauth", &zoho_to_sim)]),
-        ("zoho", json!({}), vec![("zoho.oauth", &zoho_to_closed)]),
+        (
+            "zoho",
+            json!({ "api_domain": sim.base }),
+            vec![("zoho.oauth", &zoho_to_sim)],
+        ),
+        (
+            "zoho",
+            json!({ "api_domain": closed }),
+            vec![("zoho.oauth", &zoho_to_closed)],
+        ),
         ("zoho", json!({}), vec![("zoho.oauth", &malformed)]),
         (
             "custom",

@@ -67,6 +67,25 @@ impl Principal {
         }
     }
 
+    /// Refuses with 403 when a client key would grant more than it holds itself: scopes it
+    /// lacks, or a higher rate limit. Operator keys may grant anything.
+    pub fn may_grant(&self, scopes: &[String], rate_limit_per_minute: i32) -> Result<(), ApiError> {
+        if self.is_operator() {
+            return Ok(());
+        }
+        if let Some(scope) = scopes.iter().find(|s| !self.key.scopes.contains(s)) {
+            return Err(ApiError::Forbidden(format!(
+                "a key cannot grant scope `{scope}`, which it lacks"
+            )));
+        }
+        if rate_limit_per_minute > self.key.rate_limit_per_minute {
+            return Err(ApiError::Forbidden(
+                "a key cannot grant a higher rate limit than its own".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Returns the audit actor of this request.
     pub fn actor(&self) -> Actor {
         Actor {
@@ -85,8 +104,8 @@ type KeyLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInform
 /// Per-key token buckets of this process.
 ///
 /// NOTE: the limit holds per API process; with N ingress replicas a key gets up to N times its
-/// limit. That bounds abuse of the management API; call admission (rate_limit stage) uses
-/// global limits.
+/// limit. That bounds abuse of the management API; call admission (the rate_limit stage, still
+/// to be built) must hold its limits globally instead.
 #[derive(Debug, Default)]
 pub struct KeyRateLimits {
     limiters: Mutex<HashMap<ApiKeyId, (u32, Arc<KeyLimiter>)>>,
@@ -158,8 +177,14 @@ pub async fn authenticate(
     }
     let key_hash = hash(text);
     let key = match lookup(&state, &key_hash).await {
-        Ok(Some(key)) if key.is_usable(Utc::now()) => key,
-        Ok(_) => return ApiError::Unauthorized.into_response(),
+        Ok(Some((key, _))) if !key.is_usable(Utc::now()) => {
+            return ApiError::Unauthorized.into_response();
+        }
+        Ok(Some((_, ClientStatus::Disabled))) => {
+            return ApiError::Forbidden("the client is disabled".to_owned()).into_response();
+        }
+        Ok(Some((key, ClientStatus::Active))) => key,
+        Ok(None) => return ApiError::Unauthorized.into_response(),
         Err(error) => return error.into_response(),
     };
     let per_minute = u32::try_from(key.rate_limit_per_minute).unwrap_or(1);
@@ -190,15 +215,33 @@ pub async fn authenticate(
     response
 }
 
-async fn lookup(state: &AppState, key_hash: &[u8]) -> Result<Option<ApiKeyRow>, ApiError> {
+/// Whether the key's client may act (operator keys belong to no client: always active).
+enum ClientStatus {
+    Active,
+    Disabled,
+}
+
+async fn lookup(
+    state: &AppState,
+    key_hash: &[u8],
+) -> Result<Option<(ApiKeyRow, ClientStatus)>, ApiError> {
     // Platform mode: the key's tenant is what we are about to learn.
     let mut tx = state.store.begin_platform().await?;
-    let key = api_keys::find_by_hash(&mut tx, key_hash).await?;
-    if let Some(key) = &key {
-        api_keys::touch(&mut tx, key.id).await?;
-    }
+    let Some(key) = api_keys::find_by_hash(&mut tx, key_hash).await? else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    api_keys::touch(&mut tx, key.id).await?;
+    let status = match key.tenant_id {
+        // A disabled client's keys stop working until an operator re-enables it.
+        Some(tenant) => match crate::store::tenants::get(&mut tx, tenant).await? {
+            Some(client) if client.status == "active" => ClientStatus::Active,
+            _ => ClientStatus::Disabled,
+        },
+        None => ClientStatus::Active,
+    };
     tx.commit().await?;
-    Ok(key)
+    Ok(Some((key, status)))
 }
 
 /// Lets a request under `/v1/clients/{client_id}` through only for that client's keys and

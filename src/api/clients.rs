@@ -125,7 +125,7 @@ pub async fn update(
     Ok(Json(client))
 }
 
-/// Disables a client: its pipeline work stops being admitted.
+/// Disables a client: its API keys stop working at once (403) until an operator re-enables it.
 #[utoipa::path(post, path = "/v1/clients/{client_id}/disable", tag = "clients",
     params(("client_id" = String, Path, description = "client id")),
     responses((status = 200, body = Client), (status = 404, body = Problem)),

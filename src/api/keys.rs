@@ -127,6 +127,10 @@ pub async fn create(
     ApiJson(request): ApiJson<KeyRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require(Scope::KeysAdmin)?;
+    principal.may_grant(
+        &request.scopes,
+        request.rate_limit_per_minute.unwrap_or(600),
+    )?;
     let mut tx = state.store.begin_tenant(tenant).await?;
     let issued = service::issue_key(&mut tx, &principal.actor(), Some(tenant), &request).await?;
     tx.commit().await?;
@@ -156,6 +160,11 @@ pub async fn rotate(
         .overlap_seconds
         .unwrap_or(i64::try_from(state.key_rotation_overlap_secs).unwrap_or(86_400));
     let mut tx = state.store.begin_tenant(tenant).await?;
+    // Rotating hands out the successor's text: only for keys the caller could have issued.
+    let old = api_keys::get(&mut tx, tenant, key)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    principal.may_grant(&old.scopes, old.rate_limit_per_minute)?;
     let issued = service::rotate_key(
         &mut tx,
         &principal.actor(),

@@ -493,12 +493,13 @@ async fn healthcheck(settings: &Settings, store: &Store, client: &str) -> anyhow
         provider_name(configuration.crm),
         provider_name(configuration.telephony),
         provider_name(configuration.voice),
+        provider_name(configuration.calendar),
     ]
     .into_iter()
     .flatten()
     .collect();
     if providers.is_empty() {
-        println!("no providers configured (crm, telephony, voice)");
+        println!("no providers configured (crm, telephony, voice, calendar)");
         return Ok(ExitCode::SUCCESS);
     }
     let http = providers::http::client();
@@ -636,10 +637,16 @@ pub(super) async fn admin_command(
             let key = crate::ids::ApiKeyId::parse(&key_id).map_err(|e| anyhow::anyhow!("{e}"))?;
             // Platform mode: operator keys belong to no tenant.
             let mut transaction = store.begin_platform().await?;
+            let owner: Option<Option<uuid::Uuid>> =
+                sqlx::query_scalar("SELECT tenant_id FROM api_keys WHERE id = $1")
+                    .bind(key.as_uuid())
+                    .fetch_optional(&mut *transaction)
+                    .await?;
             let revoked = crate::store::api_keys::revoke(&mut transaction, key).await?;
-            anyhow::ensure!(revoked, "no live api key `{key}`");
+            anyhow::ensure!(revoked && owner.is_some(), "no live api key `{key}`");
+            // A client's key: the revocation belongs in that client's audit log.
             let entry = crate::store::audit::NewAudit {
-                tenant_id: None,
+                tenant_id: owner.flatten().map(TenantId::from_uuid),
                 actor: &operator().label,
                 action: "api_key.revoke",
                 target: &format!("api_key/{key}"),

@@ -112,7 +112,13 @@ impl Keyring {
     }
 
     fn build(active: &str, keys: BTreeMap<KeyId, Secret<[u8; 32]>>) -> Result<Self, KeyringError> {
-        let active = KeyId::parse(active)?;
+        // Environment variable names are lowercased by the settings loader: compare ids
+        // case-insensitively so `ACTIVE_KEY=K1` finds `CALLER__CRYPTO__KEYS__K1`.
+        let active = KeyId::parse(&active.to_ascii_lowercase())?;
+        let keys: BTreeMap<KeyId, Secret<[u8; 32]>> = keys
+            .into_iter()
+            .map(|(id, key)| (KeyId(id.0.to_ascii_lowercase()), key))
+            .collect();
         if !keys.contains_key(&active) {
             return Err(KeyringError::MissingActive(active.0));
         }

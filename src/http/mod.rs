@@ -1,7 +1,7 @@
 //! The operational HTTP surface every role serves: `/healthz`, `/readyz`, `/metrics`.
 //!
-//! Ingress routes (webhooks, the management API) are mounted beside these by later issues.
-//! Errors are `application/problem+json` (RFC 9457).
+//! The management API (`crate::api`) is mounted beside these by `app::run`; webhook ingress
+//! routes come with the ingress issue. Errors are `application/problem+json` (RFC 9457).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,15 @@ pub struct HttpState {
 
 /// Returns an RFC 9457 problem response.
 pub fn problem(status: StatusCode, title: &str, detail: &str) -> Response {
-    let body = json!({ "type": "about:blank", "title": title, "status": status.as_u16(), "detail": detail });
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_lowercase()
+        .replace(' ', "_");
+    let body = json!({
+        "type": format!("https://caller.dev/problems/{code}"), "title": title,
+        "status": status.as_u16(), "code": code, "detail": detail,
+    });
     (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],

@@ -242,6 +242,20 @@ fn gohighlevel(
 
 /// `GET {api_domain}/crm/v8/Leads?fields=id&per_page=1` with `Zoho-oauthtoken`.
 ///
+/// Returns true for `https://www.zohoapis.<data center>` (and `https://zohoapis…`) only.
+fn is_zoho_api_domain(domain: &str) -> bool {
+    let Some(host) = domain.strip_prefix("https://") else {
+        return false;
+    };
+    let host = host.trim_end_matches('/');
+    let host = host.strip_prefix("www.").unwrap_or(host);
+    [
+        "com", "eu", "in", "com.au", "jp", "ca", "sa", "com.cn", "uk",
+    ]
+    .iter()
+    .any(|tld| host == format!("zohoapis.{tld}"))
+}
+
 /// NOTE: not `GET /crm/v8/org`: that endpoint is in none of the Zoho spec files here and needs
 /// the `ZohoCRM.org.READ` scope, which the consent in `protocols/crm-calendar.md` B.2 does not
 /// request, so a healthy tenant would fail it. Reading Leads needs only `ZohoCRM.modules.ALL`.
@@ -252,10 +266,12 @@ fn zoho(client: &reqwest::Client, input: HealthInput<'_>) -> Result<RequestBuild
     let api_domain = setting(input.settings, "api_domain")
         .or_else(|| setting(input.settings, "base_url"))
         .or_else(|| {
+            // The token response's domain is tenant-supplied data: follow it only to Zoho's
+            // own API hosts, never to an arbitrary host (operators override with settings).
             oauth
                 .get("api_domain")
                 .and_then(Value::as_str)
-                .filter(|d| !d.is_empty())
+                .filter(|d| is_zoho_api_domain(d))
         })
         .ok_or_else(|| {
             misconfigured("missing setting `api_domain` (or `api_domain` in `zoho.oauth`)")
@@ -614,6 +630,26 @@ mod tests {
             assert!(detail.contains(kind), "{detail}");
             assert!(!detail.contains(SECRET), "{detail}");
         }
+    }
+
+    #[test]
+    fn zoho_ignores_a_non_zoho_api_domain_in_the_token_response() {
+        let oauth = r#"{"access_token":"t","api_domain":"http://169.254.169.254"}"#;
+        let credentials = creds(&[("zoho.oauth", oauth)]);
+        let client = crate::providers::http::client();
+        let settings = json!({});
+        let input = HealthInput {
+            provider: "zoho",
+            settings: &settings,
+            credentials: &credentials,
+        };
+        assert!(
+            prepare(&client, input).is_err(),
+            "a tenant-supplied host is never contacted"
+        );
+        assert!(is_zoho_api_domain("https://www.zohoapis.com.au"));
+        assert!(!is_zoho_api_domain("https://www.zohoapis.com.evil.example"));
+        assert!(!is_zoho_api_domain("http://www.zohoapis.com"));
     }
 
     #[test]

@@ -12,13 +12,13 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a whole request may take, from connecting to reading the last body byte.
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How many redirects a request follows before it fails.
-pub const MAX_REDIRECTS: usize = 3;
-
 /// The `User-Agent` every outbound request carries.
 pub const USER_AGENT: &str = concat!("caller/", env!("CARGO_PKG_VERSION"));
 
-/// Returns a client with the crate's timeouts, user agent and redirect limit.
+/// Returns a client with the crate's timeouts and user agent, which follows no redirects.
+///
+/// NOTE: provider requests carry credentials in custom headers (`xi-api-key`) that reqwest
+/// does not strip on a cross-host redirect, so a 3xx is answered as it is, never followed.
 ///
 /// Build one per process and clone it (clones share the connection pool).
 ///
@@ -32,7 +32,7 @@ pub fn client() -> reqwest::Client {
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(TOTAL_TIMEOUT)
         .user_agent(USER_AGENT)
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("the http client builder has a static configuration")
 }

@@ -738,7 +738,7 @@ pub async fn rotate_key(
         "api_key.rotate",
         &format!("api_key/{key}"),
         None,
-        Some(format!("replaced_by:{}", issued.row.id)),
+        Some(digest(&serde_json::json!({ "replaced_by": issued.row.id }))),
     )
     .await?;
     Ok(issued)
