@@ -372,3 +372,67 @@ async fn pipeline_graph_prints_mermaid() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn dlq_commands_list_show_replay_and_purge_dead_letters() {
+    let env = TestEnv::start(None).await;
+    let nats_dir = project_root().join("nats");
+    let mut stage = caller_command(&env, &nats_dir, free_port());
+    stage.args(["stage", "canary"]);
+    let mut stage = spawn_quiet(stage);
+    // The canary stage rejects a probe without an origin.
+    let poison = Envelope::new(
+        TenantId::PLATFORM,
+        "caller/test",
+        CanaryRequested {
+            origin: String::new(),
+        },
+    );
+    env.bus
+        .publish_all(&[poison.to_message().unwrap()])
+        .await
+        .unwrap();
+    let dlq = |args: &[&str]| {
+        let mut command = caller_command(&env, &nats_dir, free_port());
+        command.arg("dlq").args(args);
+        run(command)
+    };
+    eventually(WAIT, "a dead letter", || async {
+        String::from_utf8_lossy(&dlq(&["list"]).stdout).contains("probe has an empty `origin`")
+    })
+    .await;
+    let listed = String::from_utf8_lossy(&dlq(&["list", "--stage", "canary"]).stdout).into_owned();
+    let sequence = listed.split('\t').next().unwrap().trim().to_owned();
+    assert!(listed.contains("canary.requested"), "{listed}");
+
+    let shown = dlq(&["show", &sequence]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["stage"], "canary");
+    assert_eq!(shown["event_id"], poison.meta.event_id.to_string());
+    assert_eq!(shown["payload"]["origin"], "");
+
+    let replayed = String::from_utf8_lossy(&dlq(&["replay", &sequence]).stdout).into_owned();
+    assert!(
+        replayed.starts_with(&format!("replayed {sequence} as event ")),
+        "{replayed}"
+    );
+    // Still poison: the replay is rejected again, under its new id.
+    eventually(WAIT, "the replay dead-lettered again", || async {
+        let listed = String::from_utf8_lossy(&dlq(&["list"]).stdout).into_owned();
+        listed.lines().count() == 1 && !listed.starts_with(&format!("{sequence}\t"))
+    })
+    .await;
+
+    let refused = dlq(&["purge"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+    let purged = String::from_utf8_lossy(&dlq(&["purge", "--yes"]).stdout).into_owned();
+    assert_eq!(purged.trim(), "purged 1 dead letters");
+    assert_eq!(
+        String::from_utf8_lossy(&dlq(&["list"]).stdout).trim(),
+        "no dead letters"
+    );
+    kill(Pid::from_raw(stage.id() as i32), Signal::SIGTERM).unwrap();
+    assert!(stage.wait().unwrap().success());
+    env.finish().await;
+}
