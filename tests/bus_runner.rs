@@ -700,6 +700,30 @@ async fn retries_that_never_succeed_end_in_the_dead_letter_stream() {
     harness.stop().await;
 }
 
+/// Takes the toy consumer's next message `times` times and drops it unsettled each time.
+async fn crash_deliveries(env: &TestEnv, times: u32) {
+    let consumer: PullConsumer = env
+        .bus
+        .jetstream()
+        .get_consumer_from_stream("toy", "CANARY")
+        .await
+        .unwrap();
+    let mut delivered = 0;
+    while delivered < times {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .unwrap();
+        if let Some(message) = batch.next().await {
+            drop(Delivery::new(message.unwrap()));
+            delivered += 1;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_message_past_its_last_delivery_is_dead_lettered_without_running_the_handler() {
     let (env, definitions) = Harness::prepare().await;
@@ -715,26 +739,7 @@ async fn a_message_past_its_last_delivery_is_dead_lettered_without_running_the_h
         .await
         .unwrap();
     // Four deliveries that each "crash" (dropped unsettled, so NAKed): as if workers died.
-    let consumer: PullConsumer = env
-        .bus
-        .jetstream()
-        .get_consumer_from_stream("toy", "CANARY")
-        .await
-        .unwrap();
-    let mut delivered = 0;
-    while delivered < 4 {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .unwrap();
-        if let Some(message) = batch.next().await {
-            drop(Delivery::new(message.unwrap()));
-            delivered += 1;
-        }
-    }
+    crash_deliveries(&env, 4).await;
     let store = env.db.store.clone();
     let harness = Harness::run(env, definitions, store);
     harness
@@ -861,26 +866,8 @@ async fn a_last_delivery_after_an_unpublished_commit_re_emits_instead_of_dead_le
         .execute(&env.db.observer)
         .await
         .unwrap();
-    let consumer: PullConsumer = env
-        .bus
-        .jetstream()
-        .get_consumer_from_stream("toy", "CANARY")
-        .await
-        .unwrap();
-    let mut delivered = 0;
-    while delivered < 4 {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(1)
-            .expires(Duration::from_secs(2))
-            .messages()
-            .await
-            .unwrap();
-        if let Some(message) = batch.next().await {
-            drop(Delivery::new(message.unwrap()));
-            delivered += 1;
-        }
-    }
+    // Four deliveries that each "crash" (dropped unsettled, so NAKed): as if workers died.
+    crash_deliveries(&env, 4).await;
     let store = env.db.store.clone();
     let harness = Harness::run(env, definitions, store);
     harness.wait_for("re-emitted", |c| c.duplicate == 1).await;
