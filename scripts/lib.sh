@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up for scripts/run.sh and scripts/test.sh; source it, don't run it.
 #
 # ensure_services installs what is missing (nats-server and postgresql from Debian's
