@@ -12,6 +12,8 @@
 //! - [`stages`]: one module per pipeline stage; [`pipeline`] compiles `pipelines/*.yaml`.
 //! - [`store`]: PostgreSQL pool, migrations, one module of queries per table.
 //! - [`http`]: health, readiness and metrics endpoints; [`metrics`]: per-stage counters.
+//! - [`ingress`]: webhook authentication (the routes come with the ingress work);
+//!   [`normalize`]: per-source normalizers into the `lead.received` event.
 //! - [`crypto`]: sealed credentials (AES-256-GCM) and the master keyring.
 //! - [`providers`]: vendor adapters; today the per-provider healthchecks and their simulators.
 //! - [`ids`], [`secret`], [`error`]: typed ids, redacting secrets, the stage error taxonomy.
@@ -27,7 +29,9 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod ids;
+pub mod ingress;
 pub mod metrics;
+pub mod normalize;
 pub mod pipeline;
 pub mod providers;
 pub mod schemas;

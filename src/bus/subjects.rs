@@ -51,6 +51,14 @@ pub fn dead_letter_any() -> String {
     dead_letter("*")
 }
 
+/// `leads.received.<tenant>`: a normalized lead from a CRM webhook, a custom webhook or the API.
+///
+/// The tenant token is `TenantId::PLATFORM` (the nil uuid) while the lead's tenant is not
+/// resolved yet; the payload's `tenant_key` then says how to find it (see `events::lead`).
+pub fn leads_received(tenant: TenantToken<'_>) -> String {
+    format!("leads.received.{tenant}")
+}
+
 /// Returns true when some concrete subject could match both patterns (`*` and `>` wildcards).
 pub fn overlaps(left: &str, right: &str) -> bool {
     let mut left_tokens = left.split('.');

@@ -5,6 +5,7 @@
 //! graph check iterate over: an event missing from it cannot be declared as a stage output.
 
 pub mod canary;
+pub mod lead;
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -84,6 +85,7 @@ pub fn catalogue() -> Vec<EventSpec> {
     vec![
         EventSpec::of::<canary::CanaryRequested>(),
         EventSpec::of::<canary::CanaryAnswered>(),
+        EventSpec::of::<lead::LeadReceived>(),
     ]
 }
 

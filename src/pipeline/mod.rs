@@ -2,7 +2,7 @@
 //!
 //! A pipeline file lists its sources (where events enter from outside: ingress, CLI,
 //! scheduler) and its stages, each with its consumer, declared outputs, concurrency and
-//! dead-letter subject. [`Topology::compile`] refuses an inconsistent graph with messages that
+//! dead-letter subject. [`compile`] refuses an inconsistent graph with messages that
 //! name the file, the stage and the problem. No business logic lives in these files.
 
 mod check;
