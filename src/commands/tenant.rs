@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sqlx::PgConnection;
 
 use crate::cli::{
     AdminCommand, KeysCommand, TenantCommand, TenantConfigCommand, TenantCredentialCommand,
@@ -16,7 +15,7 @@ use crate::providers;
 use crate::providers::health::{self, HealthInput, HealthStatus};
 use crate::secret::Secret;
 use crate::settings::Settings;
-use crate::store::tenants::{self, ClientRow};
+use crate::store::tenants;
 use crate::store::{Store, audit as audit_store, credentials};
 use crate::tenancy::FieldError;
 use crate::tenancy::api_keys::Scope;
@@ -58,33 +57,12 @@ async fn resolve(store: &Store, client: &str) -> anyhow::Result<Client> {
     let mut transaction = store.begin_platform().await?;
     let found = match TenantId::parse(client) {
         Ok(id) => tenants::get(&mut transaction, id).await?,
-        Err(_) => find_by_slug(&mut transaction, client).await?,
+        Err(_) => tenants::get_by_slug(&mut transaction, client).await?,
     };
     transaction.rollback().await?;
     found
         .map(Client::from)
         .ok_or_else(|| anyhow::anyhow!("no client `{client}`"))
-}
-
-/// Scans clients in slug order (pages of 500) until `slug` is passed.
-// NOTE: `store::tenants` has no lookup by slug yet; a scan is fine for an operator command.
-async fn find_by_slug(conn: &mut PgConnection, slug: &str) -> sqlx::Result<Option<ClientRow>> {
-    let mut after: Option<String> = None;
-    loop {
-        let page = tenants::list(conn, after.as_deref(), 500).await?;
-        let Some(last) = page.last() else {
-            return Ok(None);
-        };
-        after = Some(last.slug.clone());
-        for row in page {
-            if row.slug == slug {
-                return Ok(Some(row));
-            }
-            if row.slug.as_str() > slug {
-                return Ok(None);
-            }
-        }
-    }
 }
 
 fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {

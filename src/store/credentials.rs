@@ -96,6 +96,22 @@ pub async fn get(
     row.map(RawSealed::into_sealed).transpose()
 }
 
+/// Returns every sealed credential of a tenant, by kind.
+pub async fn list_sealed(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<SealedCredential>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        RawSealed,
+        "SELECT id, tenant_id, kind, key_id, nonce, ciphertext, expires_at FROM client_credentials
+         WHERE tenant_id = $1 ORDER BY kind",
+        tenant.as_uuid(),
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(RawSealed::into_sealed).collect()
+}
+
 /// Stores (or replaces) a sealed credential; returns whether one was replaced.
 pub async fn put(
     conn: &mut PgConnection,
@@ -141,25 +157,6 @@ pub async fn delete(
     Ok(deleted.rows_affected() == 1)
 }
 
-/// Returns up to `limit` credentials sealed under another key than `active`, locking them
-/// (`SKIP LOCKED`, so concurrent rotations share the work).
-pub async fn sealed_under_other_keys(
-    conn: &mut PgConnection,
-    active: &KeyId,
-    limit: i64,
-) -> Result<Vec<SealedCredential>, sqlx::Error> {
-    let rows = sqlx::query_as!(
-        RawSealed,
-        "SELECT id, tenant_id, kind, key_id, nonce, ciphertext, expires_at FROM client_credentials
-         WHERE key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-        active.as_str(),
-        limit,
-    )
-    .fetch_all(conn)
-    .await?;
-    rows.into_iter().map(RawSealed::into_sealed).collect()
-}
-
 /// Replaces the sealed bytes of one row, only if it is still sealed under `previous`.
 pub async fn reseal(
     conn: &mut PgConnection,
@@ -200,7 +197,7 @@ pub async fn count_under_other_keys(
 ///
 /// Rotation passes the rows it could not open, so a record it cannot read is reported once
 /// instead of coming back in every batch.
-pub async fn sealed_under_other_keys_except(
+pub async fn sealed_under_other_keys(
     conn: &mut PgConnection,
     active: &KeyId,
     except: &[uuid::Uuid],

@@ -85,6 +85,21 @@ pub async fn get(conn: &mut PgConnection, id: TenantId) -> Result<Option<ClientR
     Ok(row.map(Into::into))
 }
 
+/// Returns one client by its slug, if visible.
+pub async fn get_by_slug(
+    conn: &mut PgConnection,
+    slug: &str,
+) -> Result<Option<ClientRow>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        RawClient,
+        "SELECT id, slug, name, status, timezone, created_at, updated_at FROM clients WHERE slug = $1",
+        slug,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Into::into))
+}
+
 /// Lists visible clients by slug, after `after` (keyset pagination).
 pub async fn list(
     conn: &mut PgConnection,

@@ -93,14 +93,10 @@ pub async fn rotate_master_key(
             source,
         };
         let mut transaction = store.begin_platform().await.map_err(database)?;
-        let rows = credentials::sealed_under_other_keys_except(
-            &mut transaction,
-            active,
-            &failed_ids,
-            batch,
-        )
-        .await
-        .map_err(database)?;
+        let rows =
+            credentials::sealed_under_other_keys(&mut transaction, active, &failed_ids, batch)
+                .await
+                .map_err(database)?;
         if rows.is_empty() {
             transaction.rollback().await.map_err(database)?;
             break;

@@ -601,11 +601,9 @@ pub async fn open_credentials(
     tenant: TenantId,
 ) -> Result<BTreeMap<String, Secret<String>>, ServiceError> {
     let mut opened = BTreeMap::new();
-    for info in credentials::list(conn, tenant).await? {
-        if let Some(credential) = credentials::get(conn, tenant, &info.kind).await? {
-            let plaintext = crypto::open(keyring, tenant, &info.kind, &credential.sealed)?;
-            opened.insert(info.kind, plaintext);
-        }
+    for credential in credentials::list_sealed(conn, tenant).await? {
+        let plaintext = crypto::open(keyring, tenant, &credential.kind, &credential.sealed)?;
+        opened.insert(credential.kind, plaintext);
     }
     Ok(opened)
 }
