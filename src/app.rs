@@ -14,7 +14,9 @@ use tokio::task::JoinSet;
 
 use crate::bus::Bus;
 use crate::bus::provision::{self, Change, Definitions};
-use crate::bus::runner::Runtime;
+use crate::bus::runner::{Runtime, StageSettings};
+use crate::ingress::Ingress;
+use crate::tenancy::directory::Directory;
 use crate::http::{self, HttpState};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Topology};
@@ -125,15 +127,26 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals()?;
+    let store_for_sweeps = store.clone();
     let metrics = Metrics::default();
     for spec in &selected {
         metrics.stage(&spec.name);
     }
+    let keyring = keyring.map(Arc::new);
+    let directory = Directory::new(
+        store.clone(),
+        keyring.clone(),
+        Duration::from_secs(settings.tenancy.cache_ttl_secs),
+    );
     let runtime = Runtime {
         bus: bus.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
         settings: settings.runner.clone(),
+        stages: StageSettings {
+            dedupe: settings.dedupe.clone(),
+        },
+        directory: directory.clone(),
     };
 
     let listener = tokio::net::TcpListener::bind(settings.http.listen)
@@ -141,18 +154,27 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
         .with_context(|| format!("bind http listener on {}", settings.http.listen))?;
     tracing::info!(listen = %listener.local_addr()?, ?role, "serving");
     let state = HttpState {
-        bus,
+        bus: bus.clone(),
         store: store.clone(),
         metrics,
         stages: Arc::new(selected.clone()),
     };
     let mut router = http::router(state);
     if let Some(keyring) = keyring {
-        let api_state = crate::api::AppState::new(store, keyring, &settings.api);
-        router = router.merge(crate::api::router(api_state, &settings.api));
+        let ingress = Arc::new(Ingress::new(
+            bus.clone(),
+            directory.clone(),
+            settings.ingress.clone(),
+        )?);
+        let api_state = crate::api::AppState::from_parts(store, keyring, &settings.api)
+            .with_ingress(ingress.clone());
+        router = router
+            .merge(crate::api::router(api_state, &settings.api))
+            .merge(crate::ingress::router(ingress));
     }
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    tasks.spawn(directory.follow_changes(bus, shutdown.clone()));
     tasks.spawn(http::serve(
         listener,
         http::with_fallback(router),
@@ -163,6 +185,16 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
         tasks.spawn(sweep_claims(
             runtime.store.clone(),
             retention,
+            shutdown.clone(),
+        ));
+    }
+    if !selected.is_empty() || matches!(role, Role::All | Role::Ingress) {
+        tasks.spawn(sweep_ingress_records(
+            store_for_sweeps,
+            settings.dedupe.horizon(),
+            chrono::Duration::hours(
+                i64::try_from(settings.ingress.idempotency_retention_hours).unwrap_or(48),
+            ),
             shutdown.clone(),
         ));
     }
@@ -227,6 +259,59 @@ async fn sweep_claims(store: Store, retention: Duration, shutdown: Shutdown) -> 
         }
         if total > 0 {
             tracing::info!(deleted = total, %cutoff, "swept old idempotency claims");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(Duration::from_secs(3_600)) => {}
+        }
+    }
+}
+
+/// Deletes lead dedupe records older than the dedupe horizon and idempotency keys older than
+/// their retention, hourly, until shutdown (same batching and failure rules as the claims).
+async fn sweep_ingress_records(
+    store: Store,
+    horizon: chrono::Duration,
+    idempotency_retention: chrono::Duration,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    loop {
+        let now = chrono::Utc::now();
+        let mut total = 0;
+        for table in ["lead_dedupe", "idempotency_keys"] {
+            loop {
+                let swept = async {
+                    let mut tx = store.begin_platform().await?;
+                    let count = if table == "lead_dedupe" {
+                        crate::store::lead_dedupe::sweep(&mut tx, now - horizon, SWEEP_BATCH).await?
+                    } else {
+                        crate::store::idempotency_keys::sweep(
+                            &mut tx,
+                            now - idempotency_retention,
+                            SWEEP_BATCH,
+                        )
+                        .await?
+                    };
+                    tx.commit().await?;
+                    Ok::<u64, sqlx::Error>(count)
+                }
+                .await;
+                match swept {
+                    Ok(count) => {
+                        total += count;
+                        if count < SWEEP_BATCH as u64 || shutdown.is_triggered() {
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, table, "ingress sweep failed; retrying next hour");
+                        break;
+                    }
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, "swept old dedupe records and idempotency keys");
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),

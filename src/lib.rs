@@ -32,6 +32,7 @@ pub mod ids;
 pub mod ingress;
 pub mod metrics;
 pub mod normalize;
+pub mod phone;
 pub mod pipeline;
 pub mod providers;
 pub mod schemas;

@@ -33,6 +33,97 @@ pub struct Settings {
     pub crypto: CryptoSettings,
     /// The management API.
     pub api: ApiSettings,
+    /// Webhook and API lead ingress.
+    pub ingress: IngressSettings,
+    /// The dedupe stage.
+    pub dedupe: DedupeSettings,
+    /// The cache of tenant snapshots (ingress and resolve_tenant).
+    pub tenancy: TenancySettings,
+}
+
+/// Lead ingress: limits, HighLevel's public keys, failure answers.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressSettings {
+    /// Largest webhook or `POST /v1/calls` body, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// Largest bulk upload body, in bytes (larger: 413).
+    pub bulk_max_body_bytes: usize,
+    /// Most leads in one bulk upload (more: 413).
+    pub bulk_max_leads: usize,
+    /// Lead requests accepted per tenant per minute, unless the tenant's configuration says
+    /// otherwise (over it: 429). A bulk upload counts once.
+    pub requests_per_minute: u32,
+    /// Lead requests per minute from the HighLevel marketplace app whose location no tenant
+    /// claims yet (one bucket for all of them).
+    pub unclaimed_requests_per_minute: u32,
+    /// Every authentication failure (401, and 404 for an unknown tenant) is answered no sooner
+    /// than this many milliseconds after the request arrived, so response times do not tell a
+    /// known tenant from an unknown one.
+    pub auth_failure_floor_ms: u64,
+    /// Seconds an `Idempotency-Key` stays reserved by a request in flight; after it, a retry
+    /// takes the key over (the first request crashed).
+    pub idempotency_lock_secs: u64,
+    /// Hours an `Idempotency-Key` and its response are kept.
+    pub idempotency_retention_hours: u64,
+    /// HighLevel's PEM public key for `x-ghl-signature` (Ed25519); default: the published one.
+    pub gohighlevel_ed25519_public_key: Option<String>,
+    /// HighLevel's PEM public key for `x-wh-signature` (RSA); default: the published one.
+    pub gohighlevel_rsa_public_key: Option<String>,
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            bulk_max_body_bytes: 16 * 1024 * 1024,
+            bulk_max_leads: 10_000,
+            requests_per_minute: 6_000,
+            unclaimed_requests_per_minute: 6_000,
+            auth_failure_floor_ms: 50,
+            idempotency_lock_secs: 60,
+            idempotency_retention_hours: 48,
+            gohighlevel_ed25519_public_key: None,
+            gohighlevel_rsa_public_key: None,
+        }
+    }
+}
+
+/// The dedupe stage.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DedupeSettings {
+    /// How long a lead's dedupe key is remembered, in hours: another copy within it causes
+    /// nothing. Beyond the stream's duplicate window (2 minutes) this is the only guard.
+    pub horizon_hours: u64,
+}
+
+impl Default for DedupeSettings {
+    fn default() -> Self {
+        Self { horizon_hours: 7 * 24 }
+    }
+}
+
+impl DedupeSettings {
+    /// Returns the horizon.
+    pub fn horizon(&self) -> chrono::Duration {
+        chrono::Duration::hours(i64::try_from(self.horizon_hours).unwrap_or(i64::MAX / 3_600_000))
+    }
+}
+
+/// The cache of tenant snapshots.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenancySettings {
+    /// Seconds a cached snapshot (or a cached "no such tenant") is used before it is read
+    /// again; changes made through the API invalidate it at once over NATS.
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for TenancySettings {
+    fn default() -> Self {
+        Self { cache_ttl_secs: 60 }
+    }
 }
 
 /// Master keys: `CALLER__CRYPTO__ACTIVE_KEY=k2026` and `CALLER__CRYPTO__KEYS__K2026=<base64>`.

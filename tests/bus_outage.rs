@@ -38,17 +38,17 @@ async fn run_canary(bus: Bus, store: Store) -> Running {
     let spec = topology.stage("canary").unwrap().clone();
     let metrics = Metrics::default();
     let shutdown = Shutdown::new();
-    let runtime = Runtime {
-        bus: bus.clone(),
-        store: store.clone(),
-        metrics: metrics.clone(),
-        settings: RunnerSettings {
+    let runtime = Runtime::new(
+        bus.clone(),
+        store.clone(),
+        metrics.clone(),
+        RunnerSettings {
             retry_base_ms: 20,
             retry_max_ms: 200,
             pull_expires_ms: 300,
             ..RunnerSettings::default()
         },
-    };
+    );
     let port = free_port();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await

@@ -43,6 +43,10 @@ impl Stage for ToyStage {
     const NAME: &'static str = "toy";
     type Input = CanaryRequested;
 
+    fn build(_runtime: &Runtime) -> anyhow::Result<Self> {
+        Ok(Self::default())
+    }
+
     fn outputs() -> Vec<EventSpec> {
         vec![EventSpec::of::<CanaryAnswered>()]
     }
@@ -159,17 +163,17 @@ impl Harness {
         let stage = Arc::new(ToyStage::default());
         let metrics = Metrics::default();
         let shutdown = Shutdown::new();
-        let runtime = Runtime {
-            bus: env.bus.clone(),
+        let runtime = Runtime::new(
+            env.bus.clone(),
             store,
-            metrics: metrics.clone(),
-            settings: RunnerSettings {
+            metrics.clone(),
+            RunnerSettings {
                 retry_base_ms: 20,
                 retry_max_ms: 200,
                 pull_expires_ms: 500,
                 ..RunnerSettings::default()
             },
-        };
+        );
         let spec = StageSpec {
             name: "toy".to_owned(),
             pipeline: "test".to_owned(),

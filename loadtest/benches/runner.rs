@@ -43,6 +43,10 @@ impl Stage for NoopStage {
     const NAME: &'static str = "noop";
     type Input = CanaryRequested;
 
+    fn build(_runtime: &Runtime) -> anyhow::Result<Self> {
+        Ok(Self)
+    }
+
     fn outputs() -> Vec<EventSpec> {
         Vec::new()
     }
@@ -178,12 +182,12 @@ async fn runner_consume(bus: &Bus, store: &Store, count: usize, concurrency: usi
     tx.commit().await.unwrap();
     let metrics = Metrics::default();
     let shutdown = Shutdown::new();
-    let runtime = Runtime {
-        bus: bus.clone(),
-        store: store.clone(),
-        metrics: metrics.clone(),
-        settings: RunnerSettings::default(),
-    };
+    let runtime = Runtime::new(
+        bus.clone(),
+        store.clone(),
+        metrics.clone(),
+        RunnerSettings::default(),
+    );
     let spec = StageSpec {
         name: "noop".to_owned(),
         pipeline: "bench".to_owned(),

@@ -106,19 +106,61 @@ type KeyLimiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInform
 /// NOTE: the limit holds per API process; with N ingress replicas a key gets up to N times its
 /// limit. That bounds abuse of the management API; call admission (the rate_limit stage, still
 /// to be built) must hold its limits globally instead.
-#[derive(Debug, Default)]
-pub struct KeyRateLimits {
-    limiters: Mutex<HashMap<ApiKeyId, (u32, Arc<KeyLimiter>)>>,
+pub type KeyRateLimits = RateLimits<ApiKeyId>;
+
+/// Token buckets by key (an API key, a tenant), each with its own per-minute rate.
+#[derive(Debug)]
+pub struct RateLimits<K> {
+    limiters: Mutex<HashMap<K, (u32, Arc<KeyLimiter>)>>,
+}
+
+impl<K> Default for RateLimits<K> {
+    fn default() -> Self {
+        Self {
+            limiters: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 /// The outcome of a rate-limit check.
-enum Admission {
-    Allowed { limit: u32, remaining: u32 },
-    Refused { limit: u32, retry_after_secs: u64 },
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Within the limit.
+    Allowed {
+        /// Requests per minute.
+        limit: u32,
+        /// Requests left in the burst.
+        remaining: u32,
+    },
+    /// Over the limit.
+    Refused {
+        /// Requests per minute.
+        limit: u32,
+        /// Seconds until a request would pass.
+        retry_after_secs: u64,
+    },
 }
 
-impl KeyRateLimits {
-    fn check(&self, key: ApiKeyId, per_minute: u32) -> Admission {
+impl Admission {
+    /// Returns 429 when refused.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        match self {
+            Admission::Allowed { .. } => Ok(()),
+            Admission::Refused {
+                limit,
+                retry_after_secs,
+            } => Err(ApiError::RateLimited {
+                retry_after_secs,
+                limit,
+            }),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> RateLimits<K> {
+    /// Takes one request from `key`'s bucket of `per_minute` (a changed rate starts a new
+    /// bucket).
+    pub fn check(&self, key: K, per_minute: u32) -> Admission {
         let per_minute = per_minute.max(1);
         let limiter = {
             let mut limiters = self.limiters.lock().expect("rate limit lock");

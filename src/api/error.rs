@@ -11,12 +11,22 @@ use utoipa::ToSchema;
 use crate::tenancy::FieldError;
 use crate::tenancy::service::ServiceError;
 
+/// Seconds a client is asked to wait (`Retry-After`) when a dependency (NATS, PostgreSQL) is
+/// down: long enough for a restart, short enough that a webhook sender's retry lands soon.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No key, a malformed key, or an unknown, expired or revoked key.
     #[error("unauthorized")]
     Unauthorized,
+    /// A webhook failed authentication (401): the reason names what, never a secret.
+    #[error("webhook not authenticated: {0}")]
+    WebhookUnauthorized(String),
+    /// The request is well-formed but cannot be processed (422), with a detail.
+    #[error("unprocessable: {0}")]
+    Unprocessable(String),
     /// The key lacks a scope, or the action is for operators only.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -87,6 +97,18 @@ impl ApiError {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "not allowed",
+                Some(detail.clone()),
+            ),
+            ApiError::WebhookUnauthorized(detail) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                "webhook authentication failed",
+                Some(detail.clone()),
+            ),
+            ApiError::Unprocessable(detail) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "request cannot be processed",
                 Some(detail.clone()),
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "not found", None),
@@ -176,6 +198,9 @@ impl IntoResponse for ApiError {
                 headers.insert("ratelimit-limit", HeaderValue::from(limit));
                 headers.insert("ratelimit-remaining", HeaderValue::from(0));
                 headers.insert("ratelimit-reset", HeaderValue::from(retry_after_secs));
+            }
+            ApiError::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             _ => {}
         }

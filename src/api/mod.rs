@@ -8,11 +8,15 @@
 
 pub mod audit;
 pub mod auth;
+pub mod blocklist;
+pub mod bulk;
 pub mod clients;
 pub mod credentials;
 pub mod error;
 pub mod extract;
+pub mod dead_letters;
 pub mod keys;
+pub mod leads;
 pub mod settings;
 
 use std::sync::Arc;
@@ -41,18 +45,38 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Default overlap of a rotated key, in seconds.
     pub key_rotation_overlap_secs: u64,
+    /// Lead ingress (publishing, limits, the tenant directory); without it the lead routes
+    /// answer 503 and changes are not announced.
+    pub ingress: Option<Arc<crate::ingress::Ingress>>,
 }
 
 impl AppState {
     /// Builds the state.
     pub fn new(store: Store, keyring: Keyring, settings: &crate::settings::ApiSettings) -> Self {
+        Self::from_parts(store, Arc::new(keyring), settings)
+    }
+
+    /// Builds the state around a shared keyring.
+    pub fn from_parts(
+        store: Store,
+        keyring: Arc<Keyring>,
+        settings: &crate::settings::ApiSettings,
+    ) -> Self {
         Self {
             store,
-            keyring: Arc::new(keyring),
+            keyring,
             rate_limits: Arc::default(),
             http: crate::providers::http::client(),
             key_rotation_overlap_secs: settings.key_rotation_overlap_secs,
+            ingress: None,
         }
+    }
+
+    /// Adds lead ingress: `/v1/calls`, bulk uploads, dead letters, and change notifications.
+    #[must_use]
+    pub fn with_ingress(mut self, ingress: Arc<crate::ingress::Ingress>) -> Self {
+        self.ingress = Some(ingress);
+        self
     }
 }
 
@@ -68,6 +92,9 @@ impl AppState {
         (name = "credentials", description = "sealed provider credentials"),
         (name = "api-keys", description = "management API keys"),
         (name = "audit", description = "append-only audit log"),
+        (name = "leads", description = "call requests: one with an Idempotency-Key, or bulk"),
+        (name = "blocklist", description = "do-not-call and opt-out numbers"),
+        (name = "dead-letters", description = "what the pipeline gave up on, with the reason"),
     )
 )]
 struct ApiDoc;
@@ -109,9 +136,18 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(keys::rotate))
         .routes(routes!(keys::revoke))
         .routes(routes!(audit::list))
+        .routes(routes!(blocklist::list, blocklist::add))
+        .routes(routes!(blocklist::remove))
+        .routes(routes!(dead_letters::list))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            announce_changes,
+        ))
         .route_layer(axum::middleware::from_fn(auth::scope_to_client));
     let authenticated = OpenApiRouter::new()
         .routes(routes!(clients::list, clients::create))
+        .routes(routes!(leads::create_call))
+        .routes(routes!(leads::bulk_leads))
         .merge(per_client)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -121,6 +157,29 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .merge(authenticated)
         .with_state(state)
         .split_for_parts()
+}
+
+/// Announces `tenancy.changed.<tenant>` after every successful change under
+/// `/v1/clients/{client_id}`, so tenant snapshot caches in every process drop it.
+async fn announce_changes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let changes = request.method() != axum::http::Method::GET;
+    let tenant = request
+        .extensions()
+        .get::<auth::ClientAccess>()
+        .map(|access| access.0);
+    let response = next.run(request).await;
+    if changes
+        && response.status().is_success()
+        && let (Some(tenant), Some(ingress)) = (tenant, &state.ingress)
+    {
+        ingress.directory.invalidate(tenant);
+        crate::tenancy::directory::notify_changed(&ingress.bus, tenant).await;
+    }
+    response
 }
 
 /// Returns the management API router, with `/v1/openapi.json`.

@@ -39,7 +39,8 @@ use super::outbox::Outbox;
 use crate::error::StageError;
 use crate::metrics::{Metrics, StageMetrics, bump};
 use crate::pipeline::StageSpec;
-use crate::settings::RunnerSettings;
+use crate::settings::{DedupeSettings, RunnerSettings, TenancySettings};
+use crate::tenancy::directory::Directory;
 use crate::shutdown::Shutdown;
 use crate::stages::{Stage, StageContext};
 use crate::store::{Store, processed_events};
@@ -55,6 +56,33 @@ pub struct Runtime {
     pub metrics: Metrics,
     /// Runner tuning.
     pub settings: RunnerSettings,
+    /// Settings of individual stages.
+    pub stages: StageSettings,
+    /// Cached tenant snapshots.
+    pub directory: Directory,
+}
+
+/// Settings individual stages read when they are built (`Stage::build`).
+#[derive(Clone, Debug, Default)]
+pub struct StageSettings {
+    /// The dedupe stage.
+    pub dedupe: DedupeSettings,
+}
+
+impl Runtime {
+    /// Builds a runtime with default stage settings and a directory without secrets, whose
+    /// snapshots expire after `tenancy.cache_ttl_secs` (tests, tools).
+    pub fn new(bus: Bus, store: Store, metrics: Metrics, settings: RunnerSettings) -> Self {
+        let ttl = Duration::from_secs(TenancySettings::default().cache_ttl_secs);
+        Self {
+            directory: Directory::new(store.clone(), None, ttl),
+            bus,
+            store,
+            metrics,
+            settings,
+            stages: StageSettings::default(),
+        }
+    }
 }
 
 /// Longest pause between checks of an unavailable dependency.

@@ -12,6 +12,8 @@ use crate::ids::TenantId;
 pub const CANARY_STREAM: &str = "CANARY";
 /// The stream holding dead letters of every stage.
 pub const DEAD_LETTER_STREAM: &str = "DLQ";
+/// The stream holding leads from ingress to resolution (`leads.>`).
+pub const LEADS_STREAM: &str = "LEADS";
 
 /// The tenant token of a subject: one tenant, or the single-token wildcard.
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +59,24 @@ pub fn dead_letter_any() -> String {
 /// resolved yet; the payload's `tenant_key` then says how to find it (see `events::lead`).
 pub fn leads_received(tenant: TenantToken<'_>) -> String {
     format!("leads.received.{tenant}")
+}
+
+/// `leads.unique.<tenant>`: a lead the dedupe stage let through (the first copy within the
+/// dedupe horizon). The tenant token is as in [`leads_received`].
+pub fn leads_unique(tenant: TenantToken<'_>) -> String {
+    format!("leads.unique.{tenant}")
+}
+
+/// `leads.resolved.<tenant>`: a lead with its tenant, E.164 number and time zone, cleared
+/// against the tenant's do-not-call lists; always under the real tenant.
+pub fn leads_resolved(tenant: TenantToken<'_>) -> String {
+    format!("leads.resolved.{tenant}")
+}
+
+/// `tenancy.changed.<tenant>` (core NATS, not stored): a tenant's configuration, credentials
+/// or status changed; caches of tenant snapshots drop that tenant.
+pub fn tenancy_changed(tenant: TenantToken<'_>) -> String {
+    format!("tenancy.changed.{tenant}")
 }
 
 /// Returns true when some concrete subject could match both patterns (`*` and `>` wildcards).

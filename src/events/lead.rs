@@ -179,6 +179,19 @@ pub enum TenantKey {
     PathKey(String),
 }
 
+impl TenantKey {
+    /// Returns `<kind>:<value>`, e.g. `gohighlevel_location:ve9EPM428h8vShlRW1KT`: the scope of
+    /// a dedupe key while the tenant is unknown.
+    pub fn scope(&self) -> String {
+        match self {
+            Self::TenantId(id) => format!("tenant_id:{id}"),
+            Self::GohighlevelLocation(value) => format!("gohighlevel_location:{value}"),
+            Self::ZohoOrg(value) => format!("zoho_org:{value}"),
+            Self::PathKey(value) => format!("path_key:{value}"),
+        }
+    }
+}
+
 impl Event for LeadReceived {
     const TYPE: &'static str = "lead.received";
     const VERSION: u32 = 1;

@@ -6,6 +6,7 @@
 
 pub mod canary;
 pub mod lead;
+pub mod lead_flow;
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -86,6 +87,8 @@ pub fn catalogue() -> Vec<EventSpec> {
         EventSpec::of::<canary::CanaryRequested>(),
         EventSpec::of::<canary::CanaryAnswered>(),
         EventSpec::of::<lead::LeadReceived>(),
+        EventSpec::of::<lead_flow::LeadUnique>(),
+        EventSpec::of::<lead_flow::LeadResolved>(),
     ]
 }
 

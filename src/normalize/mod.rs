@@ -61,8 +61,6 @@ const MAX_ECHO: usize = 64;
 /// Provider event ids longer than this are hashed into the dedupe key instead of copied.
 const MAX_EVENT_ID_IN_KEY: usize = 200;
 
-/// Phone text longer than this is not parsed (it is kept as `phone_raw`).
-const MAX_PHONE_LEN: usize = 64;
 
 /// The region a national phone number is read in when the sender names no country.
 pub const DEFAULT_REGION: &str = "US";
@@ -166,6 +164,14 @@ impl NormalizedLead {
             self.source_event_id = Some(event_id);
             self.dedupe_key = self.compute_dedupe_key();
         }
+        self
+    }
+
+    /// Changes the source (e.g. an API request that came in a bulk upload) and recomputes
+    /// `dedupe_key`, which names it.
+    pub fn with_source(mut self, source: LeadSource) -> Self {
+        self.source = source;
+        self.dedupe_key = self.compute_dedupe_key();
         self
     }
 
@@ -491,23 +497,11 @@ fn region_code(country: Option<&str>) -> Option<String> {
 /// Returns the E.164 form of `raw` when libphonenumber finds a valid number, reading a
 /// national number in `region` (else [`DEFAULT_REGION`]).
 fn to_e164(raw: &str, region: Option<&str>) -> Option<String> {
-    // NOTE(normalize): only plain dialable text reaches the parser. Its RFC 3966 path
-    // (`tel:…;phone-context=…`) has had panics on crafted input, and nothing a CRM sends needs
-    // `;`, `=`, `:` or non-ASCII to be a phone number.
-    let plain = raw.len() <= MAX_PHONE_LEN
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || " +-.()/#*".contains(c));
-    if !plain {
-        return None;
-    }
-    let country = region
-        .and_then(|code| code.parse::<phonenumber::country::Id>().ok())
-        .or_else(|| DEFAULT_REGION.parse().ok());
-    let number = phonenumber::parse(country, raw).ok()?;
-    number
-        .is_valid()
-        .then(|| number.format().mode(phonenumber::Mode::E164).to_string())
+    // `crate::phone` guards the parser (only plain dialable text reaches it) and re-reads
+    // international forms without a region, which phonenumber 0.3 otherwise misreads.
+    crate::phone::parse(raw, region)
+        .ok()
+        .map(|number| number.as_str().to_owned())
 }
 
 /// Writes `value` as canonical JSON: object keys sorted at every depth, no whitespace.

@@ -267,6 +267,35 @@ pub struct ZohoNotification {
     pub query_params: BTreeMap<String, String>,
 }
 
+impl ZohoNotification {
+    /// Returns one lead per inserted or updated record: its `external_id` is the record id and
+    /// it carries no contact data (no phone), since Zoho sends none. `trigger` is
+    /// `zoho:<module>.<operation>`; `module` and `channel_id` are custom fields; `occurred_at` is
+    /// `server_time`, so the content-hash dedupe key tells two notifications of the same record
+    /// apart. A `delete` yields no lead.
+    pub fn into_leads(&self) -> Vec<NormalizedLead> {
+        if self.operation == "delete" {
+            return Vec::new();
+        }
+        self.ids
+            .iter()
+            .map(|id| {
+                let mut lead = NormalizedLead::new(LeadSource::ZohoNotification);
+                lead.external_id = Some(id.clone());
+                lead.trigger = Some(format!("zoho:{}.{}", self.module, self.operation));
+                lead.occurred_at = self.server_time;
+                lead.custom_fields
+                    .insert("module".to_owned(), Value::String(self.module.clone()));
+                lead.custom_fields.insert(
+                    "channel_id".to_owned(),
+                    Value::String(self.channel_id.clone()),
+                );
+                lead.finish(None)
+            })
+            .collect()
+    }
+}
+
 /// Reads a Zoho CRM notification callback body (JSON).
 ///
 /// `channel_id`, `module`, `operation` and `ids` are required; `token`, `server_time` (epoch

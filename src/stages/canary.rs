@@ -11,6 +11,7 @@ use chrono::Utc;
 
 use super::{Stage, StageContext};
 use crate::bus::envelope::Envelope;
+use crate::bus::runner::Runtime;
 use crate::error::StageError;
 use crate::events::EventSpec;
 use crate::events::canary::{CanaryAnswered, CanaryRequested};
@@ -22,6 +23,10 @@ pub struct CanaryStage;
 impl Stage for CanaryStage {
     const NAME: &'static str = "canary";
     type Input = CanaryRequested;
+
+    fn build(_runtime: &Runtime) -> anyhow::Result<Self> {
+        Ok(Self)
+    }
 
     fn outputs() -> Vec<EventSpec> {
         vec![EventSpec::of::<CanaryAnswered>()]

@@ -6,6 +6,8 @@
 //! claim, the transaction, publishing outputs, acking, retries and dead letters.
 
 pub mod canary;
+pub mod dedupe;
+pub mod resolve_tenant;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,11 +37,14 @@ pub struct StageContext<'a> {
 /// `handle` MUST be idempotent with respect to external side effects (claim → act → record,
 /// the dial protocol of `../shared/ARCHITECTURE.md` section 5); database writes through `cx.tx` are covered by the claim.
 /// It MUST NOT publish directly: outputs go through `cx.outbox`.
-pub trait Stage: Send + Sync + 'static {
+pub trait Stage: Sized + Send + Sync + 'static {
     /// The stage's one name.
     const NAME: &'static str;
     /// The event type it consumes.
     type Input: Event;
+
+    /// Builds the handler from what the process provides (settings, store, directory).
+    fn build(runtime: &Runtime) -> anyhow::Result<Self>;
 
     /// Returns every event type the stage may emit; `pipelines/` may declare a subset.
     fn outputs() -> Vec<EventSpec>;
@@ -73,26 +78,28 @@ impl std::fmt::Debug for StageDescriptor {
     }
 }
 
-/// Returns the descriptor of stage `S`, whose handler is built with `S::default()`.
-pub fn descriptor<S: Stage + Default>() -> StageDescriptor {
+/// Returns the descriptor of stage `S`, whose handler is built with `S::build`.
+pub fn descriptor<S: Stage>() -> StageDescriptor {
     StageDescriptor {
         name: S::NAME,
         input: EventSpec::of::<S::Input>,
         outputs: S::outputs,
         run: |spec, runtime, shutdown| {
-            Box::pin(runner::run_stage(
-                Arc::new(S::default()),
-                spec,
-                runtime,
-                shutdown,
-            ))
+            Box::pin(async move {
+                let stage = S::build(&runtime)?;
+                runner::run_stage(Arc::new(stage), spec, runtime, shutdown).await
+            })
         },
     }
 }
 
 /// Returns every stage this build can run.
 pub fn registry() -> Vec<StageDescriptor> {
-    vec![descriptor::<canary::CanaryStage>()]
+    vec![
+        descriptor::<canary::CanaryStage>(),
+        descriptor::<dedupe::Dedupe>(),
+        descriptor::<resolve_tenant::ResolveTenant>(),
+    ]
 }
 
 /// Returns one registered stage by name.

@@ -6,7 +6,10 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod call_blocklist;
 pub mod credentials;
+pub mod idempotency_keys;
+pub mod lead_dedupe;
 pub mod processed_events;
 pub mod tenants;
 

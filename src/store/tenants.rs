@@ -263,3 +263,35 @@ pub async fn delete_feature(
     .await?;
     Ok(deleted.rows_affected() == 1)
 }
+
+/// Returns the tenant whose configuration names HighLevel location `location_id` (platform
+/// transaction: the tenant is what the caller is looking for).
+pub async fn find_by_gohighlevel_location(
+    conn: &mut PgConnection,
+    location_id: &str,
+) -> Result<Option<TenantId>, sqlx::Error> {
+    let row = sqlx::query_scalar!(
+        "SELECT tenant_id FROM client_configurations
+         WHERE settings #>> '{providers,gohighlevel,location_id}' = $1",
+        location_id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(TenantId::from_uuid))
+}
+
+/// Returns the tenant whose configuration names Zoho organization `org_id` (platform
+/// transaction).
+pub async fn find_by_zoho_org(
+    conn: &mut PgConnection,
+    org_id: &str,
+) -> Result<Option<TenantId>, sqlx::Error> {
+    let row = sqlx::query_scalar!(
+        "SELECT tenant_id FROM client_configurations
+         WHERE settings #>> '{providers,zoho,org_id}' = $1",
+        org_id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(TenantId::from_uuid))
+}

@@ -151,9 +151,20 @@ pub struct ClientConfiguration {
     #[schema(value_type = Object)]
     pub agent: serde_json::Value,
     /// Non-secret provider settings by provider (`account_sid`, `location_id`, …).
+    ///
+    /// Ingress reads `gohighlevel.location_id` and `zoho.org_id` (each belongs to one client)
+    /// and `custom.field_mapping` (where a custom webhook's fields are, see `FieldMapping`).
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, Object>)]
     pub providers: BTreeMap<String, serde_json::Value>,
+    /// ISO 3166 country whose national format a number without `+` is read in (e.g. `US`);
+    /// defaults to the country of the first caller number, else `US`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Webhook and API lead requests accepted per minute (default: the platform's
+    /// `ingress.requests_per_minute`); over it ingress answers 429.
+    #[serde(default)]
+    pub ingress_requests_per_minute: Option<u32>,
 }
 
 /// Returns `{}`.
@@ -185,6 +196,8 @@ impl Default for ClientConfiguration {
             retry_policy: RetryPolicy::default(),
             agent: empty_object(),
             providers: BTreeMap::new(),
+            region: None,
+            ingress_requests_per_minute: None,
         }
     }
 }
@@ -333,6 +346,56 @@ impl ClientConfiguration {
                 errors.push(FieldError::new(
                     at(&format!("providers.{name}")),
                     "must be an object",
+                ));
+            }
+        }
+        if let Some(region) = &self.region
+            && region.parse::<phonenumber::country::Id>().is_err()
+        {
+            errors.push(FieldError::new(
+                at("region"),
+                "must be an ISO 3166 country code such as `US` or `GB`",
+            ));
+        }
+        if self
+            .ingress_requests_per_minute
+            .is_some_and(|rate| !(1..=1_000_000).contains(&rate))
+        {
+            errors.push(FieldError::new(
+                at("ingress_requests_per_minute"),
+                "must be between 1 and 1000000",
+            ));
+        }
+        if let Some(mapping) = self
+            .providers
+            .get("custom")
+            .and_then(|custom| custom.get("field_mapping"))
+        {
+            match serde_json::from_value::<crate::normalize::FieldMapping>(mapping.clone()) {
+                Ok(parsed) => {
+                    if let Err(error) = parsed.validate() {
+                        errors.push(FieldError::new(
+                            at("providers.custom.field_mapping"),
+                            error.to_string(),
+                        ));
+                    }
+                }
+                Err(error) => errors.push(FieldError::new(
+                    at("providers.custom.field_mapping"),
+                    error.to_string(),
+                )),
+            }
+        }
+        for (provider, key) in [("gohighlevel", "location_id"), ("zoho", "org_id")] {
+            if let Some(value) = self.providers.get(provider).and_then(|p| p.get(key))
+                && !value.as_str().is_some_and(|text| {
+                    (1..=128).contains(&text.len())
+                        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+                })
+            {
+                errors.push(FieldError::new(
+                    at(&format!("providers.{provider}.{key}")),
+                    "must be 1-128 letters, digits, `-` or `_`",
                 ));
             }
         }

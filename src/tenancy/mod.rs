@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod config;
+pub mod directory;
 pub mod oauth;
 pub mod rotation;
 pub mod service;

@@ -240,7 +240,19 @@ async fn store_configuration(
         kind_name(config.voice).as_deref(),
         kind_name(config.calendar).as_deref(),
     )
-    .await?;
+    .await
+    .map_err(|error| match &error {
+        sqlx::Error::Database(db) => match db.constraint() {
+            Some("client_configurations_gohighlevel_location") => ServiceError::Conflict(
+                "`providers.gohighlevel.location_id` belongs to another client".to_owned(),
+            ),
+            Some("client_configurations_zoho_org") => ServiceError::Conflict(
+                "`providers.zoho.org_id` belongs to another client".to_owned(),
+            ),
+            _ => ServiceError::Database(error),
+        },
+        _ => ServiceError::Database(error),
+    })?;
     Ok(())
 }
 
