@@ -15,15 +15,15 @@ use tokio::task::JoinSet;
 use crate::bus::Bus;
 use crate::bus::provision::{self, Change, Definitions};
 use crate::bus::runner::{Runtime, StageSettings};
-use crate::ingress::Ingress;
-use crate::tenancy::directory::Directory;
 use crate::http::{self, HttpState};
+use crate::ingress::Ingress;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Topology};
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::stages;
 use crate::store::Store;
+use crate::tenancy::directory::Directory;
 
 /// Which parts of the platform this process runs.
 #[derive(Clone, Debug)]
@@ -283,7 +283,8 @@ async fn sweep_ingress_records(
                 let swept = async {
                     let mut tx = store.begin_platform().await?;
                     let count = if table == "lead_dedupe" {
-                        crate::store::lead_dedupe::sweep(&mut tx, now - horizon, SWEEP_BATCH).await?
+                        crate::store::lead_dedupe::sweep(&mut tx, now - horizon, SWEEP_BATCH)
+                            .await?
                     } else {
                         crate::store::idempotency_keys::sweep(
                             &mut tx,
@@ -311,7 +312,10 @@ async fn sweep_ingress_records(
             }
         }
         if total > 0 {
-            tracing::info!(deleted = total, "swept old dedupe records and idempotency keys");
+            tracing::info!(
+                deleted = total,
+                "swept old dedupe records and idempotency keys"
+            );
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),

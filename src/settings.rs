@@ -100,7 +100,9 @@ pub struct DedupeSettings {
 
 impl Default for DedupeSettings {
     fn default() -> Self {
-        Self { horizon_hours: 7 * 24 }
+        Self {
+            horizon_hours: 7 * 24,
+        }
     }
 }
 

@@ -143,7 +143,7 @@ fn onboarding(slug: &str, secret: &str) -> Value {
             "caller_numbers": ["+14155550100"],
             "retry_policy": {"ladder_minutes": [15, 60, 240, 1440], "max_attempts": 5},
             "agent": {"agent_id": "agent_123", "language": "en"},
-            "providers": {"twilio": {"account_sid": "AC00000000000000000000000000000000"}, "gohighlevel": {"location_id": "loc_1"}}
+            "providers": {"twilio": {"account_sid": "AC00000000000000000000000000000000"}, "gohighlevel": {"location_id": format!("loc-{slug}")}}
         },
         "features": {"f1": {"enabled": true, "variants": {"a": 50, "b": 50}}},
         "credentials": {"twilio.auth_token": {"value": format!("{secret}-0000001")}, "elevenlabs.api_key": {"value": format!("{secret}-el")}}

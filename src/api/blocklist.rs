@@ -79,7 +79,11 @@ pub async fn add(
     let phone = PhoneNumber::parse(&request.phone)
         .inspect_err(|error| errors.push(FieldError::new("phone", error.to_string())))
         .ok();
-    if request.reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+    if request
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 500)
+    {
         errors.push(FieldError::new("reason", "must be at most 500 characters"));
     }
     let Some(phone) = phone.filter(|_| errors.is_empty()) else {

@@ -52,10 +52,7 @@ pub fn csv_items(body: &[u8]) -> Result<Vec<Item>, ApiError> {
         .has_headers(true)
         .trim(csv::Trim::All)
         .from_reader(body);
-    let headers = reader
-        .headers()
-        .map_err(|error| csv_error(&error))?
-        .clone();
+    let headers = reader.headers().map_err(|error| csv_error(&error))?.clone();
     if !headers.iter().any(|name| name == "phone") {
         return Err(ApiError::BadRequest(
             "csv header row has no `phone` column".to_owned(),
@@ -87,7 +84,11 @@ pub fn csv_items(body: &[u8]) -> Result<Vec<Item>, ApiError> {
 
 fn csv_error(error: &csv::Error) -> ApiError {
     let place = error.position().map_or_else(String::new, |position| {
-        format!(" at record {} (line {})", position.record(), position.line())
+        format!(
+            " at record {} (line {})",
+            position.record(),
+            position.line()
+        )
     });
     let problem = match error.kind() {
         csv::ErrorKind::Utf8 { .. } => "is not valid utf-8".to_owned(),
@@ -119,8 +120,13 @@ mod tests {
     fn malformed_csv_and_json_name_where() {
         let csv = csv_items(b"phone,first_name\n+12015550123,Jane,extra\n").unwrap_err();
         assert!(csv.to_string().contains("bad request"), "{csv}");
-        let ApiError::BadRequest(detail) = csv else { panic!() };
-        assert!(detail.contains("line 2") && detail.contains("3 fields"), "{detail}");
+        let ApiError::BadRequest(detail) = csv else {
+            panic!()
+        };
+        assert!(
+            detail.contains("line 2") && detail.contains("3 fields"),
+            "{detail}"
+        );
         let ApiError::BadRequest(detail) = json_items(b"[{\"phone\": \"+1\"},\n  {").unwrap_err()
         else {
             panic!()

@@ -131,7 +131,9 @@ pub async fn create_call(
             // Nothing was published: free the key so the client's retry runs again. If this
             // fails too, the lock expires after `idempotency_lock_secs`.
             if let Ok(mut tx) = state.store.begin_tenant(tenant).await
-                && idempotency_keys::release(&mut tx, tenant, &key).await.is_ok()
+                && idempotency_keys::release(&mut tx, tenant, &key)
+                    .await
+                    .is_ok()
                 && let Err(release) = tx.commit().await
             {
                 tracing::warn!(%release, "idempotency key not released; it expires on its own");
@@ -256,7 +258,9 @@ pub async fn bulk_leads(
     }
     for batch in pending.chunks(BULK_BATCH) {
         let messages: Vec<_> = batch.iter().map(|(_, message)| message.clone()).collect();
-        for ((index, _), outcome) in batch.iter().zip(publish_messages(&ingress.bus, &messages).await)
+        for ((index, _), outcome) in batch
+            .iter()
+            .zip(publish_messages(&ingress.bus, &messages).await)
         {
             if outcome.is_err() {
                 let result = &mut results[*index];

@@ -40,10 +40,10 @@ use crate::error::StageError;
 use crate::metrics::{Metrics, StageMetrics, bump};
 use crate::pipeline::StageSpec;
 use crate::settings::{DedupeSettings, RunnerSettings, TenancySettings};
-use crate::tenancy::directory::Directory;
 use crate::shutdown::Shutdown;
 use crate::stages::{Stage, StageContext};
 use crate::store::{Store, processed_events};
+use crate::tenancy::directory::Directory;
 
 /// What every stage needs from the process.
 #[derive(Clone, Debug)]

@@ -35,7 +35,11 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 /// response times tell an attacker nothing about which tenants exist (with the directory's
 /// negative cache and the dummy verification of unknown tenants, the work done is the same
 /// too; the floor hides what remains, such as a cache miss).
-pub async fn auth_failure(arrived: Instant, floor: std::time::Duration, error: ApiError) -> ApiError {
+pub async fn auth_failure(
+    arrived: Instant,
+    floor: std::time::Duration,
+    error: ApiError,
+) -> ApiError {
     tokio::time::sleep_until(arrived + floor).await;
     error
 }

@@ -77,7 +77,11 @@ impl Ingress {
 
     /// Takes one request from the tenant's bucket: the tenant's own rate, else the platform
     /// default; the platform tenant (unclaimed HighLevel locations) has its own. Over it: 429.
-    pub fn admit(&self, tenant: TenantId, snapshot: Option<&TenantSnapshot>) -> Result<(), ApiError> {
+    pub fn admit(
+        &self,
+        tenant: TenantId,
+        snapshot: Option<&TenantSnapshot>,
+    ) -> Result<(), ApiError> {
         let per_minute = match snapshot {
             Some(snapshot) => snapshot
                 .configuration

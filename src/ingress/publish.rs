@@ -31,7 +31,10 @@ pub struct Accepted {
 /// of a delivery is its own event, and the dedupe stage decides which one passes.
 pub fn message_id(lead: &LeadReceived) -> String {
     let mut hasher = Sha256::new();
-    for part in [lead.tenant_key.scope().as_bytes(), lead.dedupe_key.as_bytes()] {
+    for part in [
+        lead.tenant_key.scope().as_bytes(),
+        lead.dedupe_key.as_bytes(),
+    ] {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part);
     }
@@ -84,7 +87,10 @@ pub async fn publish_lead(
 /// duplicate, or 503 when it got no PubAck.
 pub async fn publish_messages(bus: &Bus, messages: &[BusMessage]) -> Vec<Result<bool, ApiError>> {
     if !bus.is_connected() {
-        return messages.iter().map(|_| Err(ApiError::Unavailable)).collect();
+        return messages
+            .iter()
+            .map(|_| Err(ApiError::Unavailable))
+            .collect();
     }
     let pending = messages.iter().map(|message| async move {
         let ack = bus.send(message).await?;

@@ -218,7 +218,10 @@ pub async fn zoho_notifications(
     let now = Utc::now();
     let leads = notification.into_leads();
     if leads.is_empty() {
-        return Ok(ignored(&format!("{}.{}", notification.module, notification.operation)));
+        return Ok(ignored(&format!(
+            "{}.{}",
+            notification.module, notification.operation
+        )));
     }
     let mut messages = Vec::with_capacity(leads.len());
     let mut answers = Vec::with_capacity(leads.len());
@@ -259,7 +262,9 @@ pub async fn custom(
                     .and(Err(VerifyError::BadSignature))
             }
         },
-        None => DUMMY_STANDARD.verify(&headers, &body, now).and(Err(VerifyError::BadSignature)),
+        None => DUMMY_STANDARD
+            .verify(&headers, &body, now)
+            .and(Err(VerifyError::BadSignature)),
     })
     .await?;
     ingress.admit(snapshot.id, Some(&snapshot))?;
@@ -311,7 +316,12 @@ async fn authenticate(
 async fn unauthorized(ingress: &Ingress, arrived: Instant, error: &VerifyError) -> ApiError {
     tracing::info!(reason = %error, "webhook refused");
     let floor = ingress.auth_failure_floor();
-    auth_failure(arrived, floor, ApiError::WebhookUnauthorized(error.to_string())).await
+    auth_failure(
+        arrived,
+        floor,
+        ApiError::WebhookUnauthorized(error.to_string()),
+    )
+    .await
 }
 
 /// Completes the lead for an authenticated tenant and publishes it.
@@ -362,9 +372,9 @@ fn signed_timestamp(body: &Bytes) -> Result<DateTime<Utc>, VerifyError> {
 /// Maps a normalizer's error to its answer: malformed 400, content type 415, unusable 422.
 pub fn normalize_error(error: &NormalizeError) -> ApiError {
     match error {
-        NormalizeError::Json { .. } | NormalizeError::NotAnObject { .. } | NormalizeError::Form { .. } => {
-            ApiError::BadRequest(error.to_string())
-        }
+        NormalizeError::Json { .. }
+        | NormalizeError::NotAnObject { .. }
+        | NormalizeError::Form { .. } => ApiError::BadRequest(error.to_string()),
         NormalizeError::UnsupportedContentType { .. } => ApiError::UnsupportedMediaType,
         NormalizeError::Missing { .. }
         | NormalizeError::Invalid { .. }

@@ -61,7 +61,6 @@ const MAX_ECHO: usize = 64;
 /// Provider event ids longer than this are hashed into the dedupe key instead of copied.
 const MAX_EVENT_ID_IN_KEY: usize = 200;
 
-
 /// The region a national phone number is read in when the sender names no country.
 pub const DEFAULT_REGION: &str = "US";
 

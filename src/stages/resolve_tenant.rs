@@ -58,7 +58,9 @@ impl Stage for ResolveTenant {
         let lead = &input.payload.0;
         let tenant = self.find_tenant(input.meta.tenant_id, lead).await?;
         let Some(snapshot) = self.directory.tenant(tenant).await? else {
-            return Err(StageError::rejected(format!("client {tenant} does not exist")));
+            return Err(StageError::rejected(format!(
+                "client {tenant} does not exist"
+            )));
         };
         if !snapshot.active {
             return Err(StageError::rejected(

@@ -390,7 +390,9 @@ impl ClientConfiguration {
             if let Some(value) = self.providers.get(provider).and_then(|p| p.get(key))
                 && !value.as_str().is_some_and(|text| {
                     (1..=128).contains(&text.len())
-                        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+                        && text
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
                 })
             {
                 errors.push(FieldError::new(

@@ -186,7 +186,9 @@ impl Directory {
     pub fn invalidate(&self, id: TenantId) {
         let mut cache = self.cache.lock().expect("directory lock");
         cache.tenants.remove(&id);
-        cache.keys.retain(|_, entry| entry.value.is_some_and(|t| t != id));
+        cache
+            .keys
+            .retain(|_, entry| entry.value.is_some_and(|t| t != id));
     }
 
     /// Drops everything (a missed change notification cannot be ruled out).
