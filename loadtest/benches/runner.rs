@@ -11,7 +11,6 @@
 //! Environment: `BENCH_MESSAGES` (default 20000 raw, a quarter of it per runner run),
 //! `CALLER_TEST_DATABASE_URL`, `NATS_SERVER_BIN`. Prints a Markdown table for docs/.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,14 +25,15 @@ use caller::events::canary::CanaryRequested;
 use caller::ids::TenantId;
 use caller::metrics::Metrics;
 use caller::pipeline::StageSpec;
-use caller::secret::Secret;
-use caller::settings::{DatabaseSettings, RunnerSettings};
+use caller::settings::RunnerSettings;
 use caller::shutdown::Shutdown;
 use caller::stages::{Stage, StageContext};
 use caller::store::Store;
 use futures::StreamExt;
-use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
+
+mod support;
+use support::{median, start_nats};
 
 /// Does nothing: what is measured is the runner's own cost.
 #[derive(Default)]
@@ -58,45 +58,6 @@ impl Stage for NoopStage {
     ) -> Result<(), StageError> {
         Ok(())
     }
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn start_nats(store: &std::path::Path) -> (Server, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
-        if std::path::Path::new("/usr/sbin/nats-server").exists() {
-            "/usr/sbin/nats-server".into()
-        } else {
-            "nats-server".into()
-        }
-    });
-    #[allow(clippy::zombie_processes)] // NOTE: waited for in `Drop`.
-    let child = Command::new(bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nats-server (install it, or set NATS_SERVER_BIN)");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Server(child), format!("nats://127.0.0.1:{port}"))
 }
 
 fn messages(count: usize) -> Vec<BusMessage> {
@@ -215,11 +176,6 @@ async fn runner_consume(bus: &Bus, store: &Store, count: usize, concurrency: usi
     rate
 }
 
-fn median(mut runs: Vec<f64>) -> f64 {
-    runs.sort_by(f64::total_cmp);
-    runs[runs.len() / 2]
-}
-
 #[tokio::main]
 async fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run only for bench.
@@ -237,29 +193,7 @@ async fn main() {
         Definitions::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("nats")).unwrap();
     provision::provision(&bus, &definitions).await.unwrap();
 
-    let admin_url = std::env::var("CALLER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://caller:caller@127.0.0.1:5432/caller".to_owned());
-    let name = format!("caller_bench_{}", uuid::Uuid::now_v7().simple());
-    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let db_url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
-    let settings = |url: String| DatabaseSettings {
-        url: Secret::new(url),
-        owner_url: None,
-        max_connections: 16,
-        acquire_timeout_ms: 5_000,
-    };
-    let owner = Store::connect(&settings(db_url)).await.unwrap();
-    owner.migrate().await.unwrap();
-    owner.pool().close().await;
-    // The runner connects as the application role, under row-level security, as in production.
-    let app_url = std::env::var("CALLER_TEST_APP_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://caller_app:caller_app@127.0.0.1:5432/caller".to_owned());
-    let app_url = format!("{}/{name}", app_url.rsplit_once('/').unwrap().0);
-    let store = Store::connect(&settings(app_url)).await.unwrap();
+    let (store, database) = support::Database::create().await;
 
     let (mut published, mut consumed, mut runner_1, mut runner_4) =
         (vec![], vec![], vec![], vec![]);
@@ -277,10 +211,7 @@ async fn main() {
         }
     }
     store.pool().close().await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    database.drop().await;
 
     let (published, consumed) = (median(published), median(consumed));
     let raw_round_trip = 1.0 / (1.0 / published + 1.0 / consumed);

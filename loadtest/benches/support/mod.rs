@@ -1,0 +1,101 @@
+//! What every benchmark needs: a private nats-server and a fresh database, migrated, with the
+//! application role's pool (row-level security as in production).
+
+#![allow(dead_code, unreachable_pub)] // each benchmark uses a different part
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use caller::secret::Secret;
+use caller::settings::DatabaseSettings;
+use caller::store::Store;
+use sqlx::{Connection, PgConnection};
+
+/// A private nats-server, killed on drop.
+pub struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+pub fn start_nats(store: &std::path::Path) -> (Server, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bin = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
+        if std::path::Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server".into()
+        } else {
+            "nats-server".into()
+        }
+    });
+    #[allow(clippy::zombie_processes)] // NOTE: waited for in `Drop`.
+    let child = Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server (install it, or set NATS_SERVER_BIN)");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Server(child), format!("nats://127.0.0.1:{port}"))
+}
+
+/// A scratch database `caller_bench_<uuid>`.
+pub struct Database {
+    admin: PgConnection,
+    name: String,
+}
+
+impl Database {
+    /// Creates and migrates it; returns the application role's store.
+    pub async fn create() -> (Store, Self) {
+        let admin_url = std::env::var("CALLER_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://caller:caller@127.0.0.1:5432/caller".to_owned());
+        let name = format!("caller_bench_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let db_url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+        let settings = |url: String| DatabaseSettings {
+            url: Secret::new(url),
+            owner_url: None,
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+        };
+        let owner = Store::connect(&settings(db_url)).await.unwrap();
+        owner.migrate().await.unwrap();
+        owner.pool().close().await;
+        let app_url = std::env::var("CALLER_TEST_APP_DATABASE_URL").unwrap_or_else(|_| {
+            "postgres://caller_app:caller_app@127.0.0.1:5432/caller".to_owned()
+        });
+        let app_url = format!("{}/{name}", app_url.rsplit_once('/').unwrap().0);
+        let store = Store::connect(&settings(app_url)).await.unwrap();
+        (store, Self { admin, name })
+    }
+
+    /// Drops it.
+    pub async fn drop(mut self) {
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&mut self.admin)
+            .await
+            .unwrap();
+    }
+}
+
+pub fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
