@@ -23,5 +23,28 @@ if [ ! -s "$key_file" ]; then
 fi
 export CALLER__CRYPTO__ACTIVE_KEY=${CALLER__CRYPTO__ACTIVE_KEY:-dev}
 export CALLER__CRYPTO__KEYS__DEV=${CALLER__CRYPTO__KEYS__DEV:-$(cat "$key_file")}
-echo "caller: http://127.0.0.1:8080 (/healthz /readyz /metrics); Ctrl-C to stop" >&2
-exec "$CARGO_TARGET_DIR/release/caller" all "$@"
+caller="$CARGO_TARGET_DIR/release/caller"
+
+# A demo tenant, once per machine: `demo-dental`, with webhook secrets and a `calls:write` API
+# key generated here and kept in $CALLER_STATE_DIR (mode 600); docs/ingress.md uses them.
+demo_dir="$CALLER_STATE_DIR/demo"
+"$caller" migrate >/dev/null
+if ! "$caller" tenant show demo-dental >/dev/null 2>&1; then
+  mkdir -p "$demo_dir"
+  (
+    umask 077
+    printf 'whsec_%s' "$(head -c 32 /dev/urandom | base64)" > "$demo_dir/custom-webhook-secret"
+    printf 'wk_%s' "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" > "$demo_dir/gohighlevel-webhook-secret"
+    custom_secret=$(cat "$demo_dir/custom-webhook-secret")
+    ghl_secret=$(cat "$demo_dir/gohighlevel-webhook-secret")
+    sed -e "s|@CUSTOM_SECRET@|$custom_secret|" -e "s|@GHL_SECRET@|$ghl_secret|" \
+      scripts/demo-tenant.json > "$demo_dir/onboarding.json"
+    "$caller" tenant create --config-file "$demo_dir/onboarding.json" >&2
+    rm -f "$demo_dir/onboarding.json"
+    "$caller" admin create-key --name demo --tenant demo-dental \
+      --scope calls:write --scope clients:read --scope clients:admin > "$demo_dir/api-key"
+  )
+  echo "caller: demo tenant demo-dental created; its secrets and API key are in $demo_dir" >&2
+fi
+echo "caller: http://127.0.0.1:8080 (/healthz /readyz /metrics /v1 /webhooks); Ctrl-C to stop" >&2
+exec "$caller" all "$@"

@@ -133,6 +133,36 @@ async fn ingest(url: &str, count: usize, concurrency: usize, run: usize) -> (f64
     (count as f64 / started.elapsed().as_secs_f64(), latencies)
 }
 
+/// Sends `count` requests that fail authentication (a wrong secret for `url`'s tenant, or an
+/// unknown tenant) one at a time; returns their latencies, sorted.
+async fn refused(url: &str, count: usize, expected: u16) -> Vec<Duration> {
+    let http = caller::providers::http::client();
+    let wrong = StandardWebhooks::new(&[Secret::new(
+        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
+    )])
+    .unwrap();
+    let mut latencies = Vec::with_capacity(count);
+    for index in 0..count {
+        let body = body(index, 99);
+        let id = format!("refused-{index}");
+        let now = chrono::Utc::now();
+        let sent = Instant::now();
+        let response = http
+            .post(url)
+            .header("webhook-id", &id)
+            .header("webhook-timestamp", now.timestamp().to_string())
+            .header("webhook-signature", wrong.sign(&id, now, body.as_bytes()))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected);
+        latencies.push(sent.elapsed());
+    }
+    latencies.sort();
+    latencies
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
@@ -205,6 +235,9 @@ async fn main() {
         rates.push(rate);
         all_latencies.extend(latencies);
     }
+    let unknown_url = url.replace(&tenant.to_string(), &uuid::Uuid::now_v7().to_string());
+    let bad_signature = refused(&url, 300, 401).await;
+    let unknown_tenant = refused(&unknown_url, 300, 404).await;
     shutdown.trigger();
     server.await.unwrap().unwrap();
     store.pool().close().await;
@@ -231,4 +264,20 @@ async fn main() {
         "({count} requests per run, medians of 3 runs; latency over all {} requests)",
         all_latencies.len()
     );
+    println!();
+    println!(
+        "| refused request, one at a time (auth failure floor {} ms) | p50 | p99 |",
+        IngressSettings::default().auth_failure_floor_ms
+    );
+    println!("|---|---:|---:|");
+    for (what, latencies) in [
+        ("known tenant, bad signature → 401", &bad_signature),
+        ("unknown tenant → 404", &unknown_tenant),
+    ] {
+        println!(
+            "| {what} | {:.2} ms | {:.2} ms |",
+            percentile(latencies, 0.50).as_secs_f64() * 1e3,
+            percentile(latencies, 0.99).as_secs_f64() * 1e3
+        );
+    }
 }

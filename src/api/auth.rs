@@ -325,7 +325,14 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         .map(str::to_owned);
     let id = given.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    // The route's template, never the raw path: webhook paths may carry a tenant's secret
+    // (`/webhooks/{tenant}/gohighlevel/workflow/{secret}`) and blocklist paths a phone number.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("<unmatched>", axum::extract::MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route = %route);
     let mut response = tracing::Instrument::instrument(next.run(request), span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);

@@ -146,6 +146,10 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .route_layer(axum::middleware::from_fn(auth::scope_to_client));
     let authenticated = OpenApiRouter::new()
         .routes(routes!(clients::list, clients::create))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            announce_new_clients,
+        ))
         .routes(routes!(leads::create_call))
         .routes(routes!(leads::bulk_leads))
         .merge(per_client)
@@ -178,6 +182,26 @@ async fn announce_changes(
     {
         ingress.directory.invalidate(tenant);
         crate::tenancy::directory::notify_changed(&ingress.bus, tenant).await;
+    }
+    response
+}
+
+/// Announces `tenancy.changed.all` after a client was created (`POST /v1/clients`): its
+/// location or organization may be cached as unclaimed.
+async fn announce_new_clients(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let creates =
+        request.method() == axum::http::Method::POST && request.uri().path() == "/v1/clients";
+    let response = next.run(request).await;
+    if creates
+        && response.status().is_success()
+        && let Some(ingress) = &state.ingress
+    {
+        ingress.directory.clear();
+        crate::tenancy::directory::notify_all_changed(&ingress.bus).await;
     }
     response
 }

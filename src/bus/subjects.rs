@@ -79,6 +79,12 @@ pub fn tenancy_changed(tenant: TenantToken<'_>) -> String {
     format!("tenancy.changed.{tenant}")
 }
 
+/// `tenancy.changed.all`: drop every cached tenant snapshot (a client was created, so cached
+/// "no such tenant" answers may be wrong).
+pub fn tenancy_changed_all() -> String {
+    "tenancy.changed.all".to_owned()
+}
+
 /// Returns true when some concrete subject could match both patterns (`*` and `>` wildcards).
 pub fn overlaps(left: &str, right: &str) -> bool {
     let mut left_tokens = left.split('.');

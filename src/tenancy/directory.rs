@@ -295,6 +295,18 @@ pub async fn notify_changed(bus: &Bus, tenant: TenantId) {
     }
 }
 
+/// Publishes `tenancy.changed.all`: every process drops its whole cache (after a client was
+/// created, whose id, location or organization may be cached as unknown).
+pub async fn notify_all_changed(bus: &Bus) {
+    if let Err(error) = bus
+        .client()
+        .publish(subjects::tenancy_changed_all(), bytes::Bytes::new())
+        .await
+    {
+        tracing::warn!(%error, "could not announce a tenancy change");
+    }
+}
+
 /// Opens the webhook secret kinds among a tenant's credentials. A credential that does not
 /// open (wrong master key, tampered) is logged and left out: its webhooks then get 401.
 fn open_secrets(
