@@ -755,6 +755,14 @@ async fn bad_leads_are_rejected_with_their_reason_where_the_tenant_sees_them() {
         reasons.iter().any(|r| r.contains("unusable phone number")),
         "{reasons:?}"
     );
+    for letter in letters.as_array().unwrap() {
+        assert_eq!(
+            letter["payload"]["tenant_key"]["value"],
+            json!(client),
+            "{letter}"
+        );
+        assert!(letter["payload"]["phone_raw"].is_string(), "{letter}");
+    }
 
     // Malformed CSV names where.
     let response = harness

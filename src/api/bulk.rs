@@ -102,7 +102,24 @@ fn csv_error(error: &csv::Error) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn no_body_makes_the_readers_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            json_items(&body).ok();
+            csv_items(&body).ok();
+        }
+
+        #[test]
+        fn csv_like_text_never_panics(body in "[a-z_,\"\n +0-9]{0,256}") {
+            csv_items(body.as_bytes()).ok();
+        }
+    }
 
     #[test]
     fn csv_rows_become_call_requests_with_custom_columns() {

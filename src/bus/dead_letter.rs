@@ -170,7 +170,7 @@ impl DeadLetter {
 
     /// Returns the payload as JSON when it is MessagePack, for display.
     pub fn payload_as_json(&self) -> Option<serde_json::Value> {
-        super::codec::decode::<serde_json::Value>(&self.payload).ok()
+        super::codec_json::decode_as_json(&self.payload).ok()
     }
 
     /// Returns the message a replay publishes: original subject and headers, a new event id.

@@ -13,6 +13,7 @@
 //!   [`provision`] creates or verifies streams and consumers from `nats/`.
 
 pub mod codec;
+pub mod codec_json;
 pub mod dead_letter;
 pub mod delivery;
 pub mod envelope;
