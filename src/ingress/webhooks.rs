@@ -358,15 +358,15 @@ fn header_secret(headers: &HeaderMap) -> String {
 
 /// The body's signed `timestamp` (HighLevel puts the send time in the body, not a header).
 fn signed_timestamp(body: &Bytes) -> Result<DateTime<Utc>, VerifyError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| VerifyError::MalformedHeader("timestamp"))?;
+    let unreadable = VerifyError::BadSignedField("timestamp");
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| unreadable.clone())?;
     let text = value
         .get("timestamp")
         .and_then(|t| t.as_str())
-        .ok_or(VerifyError::MissingHeader("timestamp"))?;
+        .ok_or_else(|| unreadable.clone())?;
     DateTime::parse_from_rfc3339(text)
         .map(|at| at.with_timezone(&Utc))
-        .map_err(|_| VerifyError::MalformedHeader("timestamp"))
+        .map_err(|_| unreadable)
 }
 
 /// Maps a normalizer's error to its answer: malformed 400, content type 415, unusable 422.

@@ -79,6 +79,10 @@ pub enum VerifyError {
     /// signature header can be checked instead: a configuration problem, not an attack.
     #[error("header `{0}` is present but no key to check it is configured")]
     UncheckableHeader(&'static str),
+    /// A field of the signed body that authentication needs (HighLevel's `timestamp`) is
+    /// absent or unreadable.
+    #[error("signed body field `{0}` is missing or not an ISO-8601 time")]
+    BadSignedField(&'static str),
     /// The signed timestamp is further from our clock than [`TIMESTAMP_TOLERANCE_SECS`].
     /// `skew_seconds` is the timestamp minus our clock: negative when old, positive when ahead.
     #[error("timestamp is {skew_seconds}s from our clock, beyond the {tolerance}s tolerance",
@@ -215,6 +219,7 @@ mod tests {
             VerifyError::NoSupportedSignature.to_string(),
             VerifyError::BadSignature.to_string(),
             VerifyError::BadSecret.to_string(),
+            VerifyError::BadSignedField("timestamp").to_string(),
             KeyError::NoSecrets.to_string(),
             KeyError::MalformedSecret { index: 1 }.to_string(),
             KeyError::ShortSecret { index: 0 }.to_string(),
