@@ -109,7 +109,7 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         )
         .route(
             "/webhooks/{tenant}/gohighlevel/workflow/{secret}",
-            post(webhooks::gohighlevel_workflow_path),
+            post(webhooks::gohighlevel_workflow),
         )
         .route(
             "/webhooks/{tenant}/zoho/workflow",
@@ -117,7 +117,7 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         )
         .route(
             "/webhooks/{tenant}/zoho/workflow/{secret}",
-            post(webhooks::zoho_workflow_path),
+            post(webhooks::zoho_workflow),
         )
         .route(
             "/webhooks/{tenant}/zoho/notifications",

@@ -89,86 +89,82 @@ pub async fn gohighlevel_app(
     accepted(publish_lead(&ingress.bus, tenant, event).await?)
 }
 
-/// `POST /webhooks/{tenant}/gohighlevel/workflow`: the secret in `x-webhook-secret`.
+/// Path of a workflow webhook: the tenant, and the secret when it travels in the path.
+#[derive(Debug, serde::Deserialize)]
+pub struct WorkflowPath {
+    tenant: String,
+    /// Absent on the route that takes the secret from `x-webhook-secret`.
+    secret: Option<String>,
+}
+
+/// The unsigned workflow webhooks, authenticated by a shared secret.
+#[derive(Clone, Copy, Debug)]
+enum Workflow {
+    GoHighLevel,
+    Zoho,
+}
+
+impl Workflow {
+    fn secrets(self, snapshot: &TenantSnapshot) -> &[Secret<String>] {
+        match self {
+            Self::GoHighLevel => &snapshot.secrets.gohighlevel,
+            Self::Zoho => &snapshot.secrets.zoho,
+        }
+    }
+
+    fn normalize(self, body: &[u8], headers: &HeaderMap) -> Result<NormalizedLead, NormalizeError> {
+        match self {
+            Self::GoHighLevel => normalize::gohighlevel_workflow(body),
+            Self::Zoho => {
+                let content_type = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|value| value.to_str().ok());
+                normalize::zoho_workflow(body, content_type)
+            }
+        }
+    }
+}
+
+/// `POST /webhooks/{tenant}/gohighlevel/workflow[/{secret}]`.
 pub async fn gohighlevel_workflow(
     State(ingress): State<Arc<Ingress>>,
-    Path(tenant): Path<String>,
+    Path(path): Path<WorkflowPath>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let secret = header_secret(&headers);
-    gohighlevel_workflow_with(ingress, &tenant, &secret, headers, body).await
+    workflow(Workflow::GoHighLevel, ingress, path, headers, body).await
 }
 
-/// `POST /webhooks/{tenant}/gohighlevel/workflow/{secret}`: the secret in the path.
-pub async fn gohighlevel_workflow_path(
-    State(ingress): State<Arc<Ingress>>,
-    Path((tenant, secret)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    gohighlevel_workflow_with(ingress, &tenant, &secret, headers, body).await
-}
-
-async fn gohighlevel_workflow_with(
-    ingress: Arc<Ingress>,
-    tenant: &str,
-    secret: &str,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let arrived = Instant::now();
-    let body = read_body(&headers, body, ingress.settings.max_body_bytes).await?;
-    let snapshot = authenticate(&ingress, tenant, arrived, |snapshot| match snapshot {
-        Some(snapshot) => verify_shared_secret(&snapshot.secrets.gohighlevel, secret),
-        None => verify_shared_secret(&DUMMY_SECRETS, secret),
-    })
-    .await?;
-    ingress.admit(snapshot.id, Some(&snapshot))?;
-    let lead = normalize::gohighlevel_workflow(&body).map_err(|e| normalize_error(&e))?;
-    publish_for(&ingress, &snapshot, lead).await
-}
-
-/// `POST /webhooks/{tenant}/zoho/workflow`: the secret in `x-webhook-secret`.
+/// `POST /webhooks/{tenant}/zoho/workflow[/{secret}]`.
 pub async fn zoho_workflow(
     State(ingress): State<Arc<Ingress>>,
-    Path(tenant): Path<String>,
+    Path(path): Path<WorkflowPath>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let secret = header_secret(&headers);
-    zoho_workflow_with(ingress, &tenant, &secret, headers, body).await
+    workflow(Workflow::Zoho, ingress, path, headers, body).await
 }
 
-/// `POST /webhooks/{tenant}/zoho/workflow/{secret}`: the secret in the path.
-pub async fn zoho_workflow_path(
-    State(ingress): State<Arc<Ingress>>,
-    Path((tenant, secret)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    zoho_workflow_with(ingress, &tenant, &secret, headers, body).await
-}
-
-async fn zoho_workflow_with(
+/// A workflow webhook: the secret from the path, else from `x-webhook-secret`.
+async fn workflow(
+    kind: Workflow,
     ingress: Arc<Ingress>,
-    tenant: &str,
-    secret: &str,
+    path: WorkflowPath,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
+    let secret = path.secret.unwrap_or_else(|| header_secret(&headers));
     let body = read_body(&headers, body, ingress.settings.max_body_bytes).await?;
-    let snapshot = authenticate(&ingress, tenant, arrived, |snapshot| match snapshot {
-        Some(snapshot) => verify_shared_secret(&snapshot.secrets.zoho, secret),
-        None => verify_shared_secret(&DUMMY_SECRETS, secret),
+    let snapshot = authenticate(&ingress, &path.tenant, arrived, |snapshot| match snapshot {
+        Some(snapshot) => verify_shared_secret(kind.secrets(snapshot), &secret),
+        None => verify_shared_secret(&DUMMY_SECRETS, &secret),
     })
     .await?;
     ingress.admit(snapshot.id, Some(&snapshot))?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok());
-    let lead = normalize::zoho_workflow(&body, content_type).map_err(|e| normalize_error(&e))?;
+    let lead = kind
+        .normalize(&body, &headers)
+        .map_err(|e| normalize_error(&e))?;
     publish_for(&ingress, &snapshot, lead).await
 }
 
