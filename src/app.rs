@@ -19,6 +19,7 @@ use crate::http::{self, HttpState};
 use crate::ingress::Ingress;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Topology};
+use crate::providers::zoho::ZohoRecords;
 use crate::settings::Settings;
 use crate::shutdown::Shutdown;
 use crate::stages;
@@ -101,7 +102,10 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     // touching anything.
     let keyring = match role {
         Role::All | Role::Ingress => Some(settings.crypto.keyring()?),
-        Role::Stage { .. } => None,
+        // A stage needs master keys only to read clients' CRM records (resolve_tenant, for
+        // Zoho notifications); it runs without them, and says so in its dead letters.
+        Role::Stage { .. } if settings.crypto.active_key.is_empty() => None,
+        Role::Stage { .. } => Some(settings.crypto.keyring()?),
     };
     let bus = connect_bus(&settings).await?;
     migrate(&settings).await?;
@@ -147,6 +151,13 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
             dedupe: settings.dedupe.clone(),
         },
         directory: directory.clone(),
+        zoho: keyring.clone().map(|keyring| {
+            Arc::new(ZohoRecords::new(
+                store.clone(),
+                keyring,
+                settings.zoho.clone(),
+            ))
+        }),
     };
 
     let listener = tokio::net::TcpListener::bind(settings.http.listen)
@@ -160,7 +171,7 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
         stages: Arc::new(selected.clone()),
     };
     let mut router = http::router(state);
-    if let Some(keyring) = keyring {
+    if let (Some(keyring), Role::All | Role::Ingress) = (keyring, &role) {
         let ingress = Arc::new(Ingress::new(
             bus.clone(),
             directory.clone(),

@@ -39,6 +39,30 @@ pub struct Settings {
     pub dedupe: DedupeSettings,
     /// The cache of tenant snapshots (ingress and resolve_tenant).
     pub tenancy: TenancySettings,
+    /// The platform's Zoho app (token refresh) and accounts server.
+    pub zoho: ZohoSettings,
+}
+
+/// The platform's Zoho OAuth app, used to refresh clients' Zoho tokens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZohoSettings {
+    /// Zoho's accounts server of the platform's data center (token refresh).
+    pub accounts_url: String,
+    /// The app's client id.
+    pub client_id: Option<String>,
+    /// The app's client secret.
+    pub client_secret: Option<Secret<String>>,
+}
+
+impl Default for ZohoSettings {
+    fn default() -> Self {
+        Self {
+            accounts_url: "https://accounts.zoho.com".to_owned(),
+            client_id: None,
+            client_secret: None,
+        }
+    }
 }
 
 /// Lead ingress: limits, HighLevel's public keys, failure answers.

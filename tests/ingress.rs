@@ -831,3 +831,93 @@ async fn oversized_bodies_get_413_and_floods_get_429() {
     assert_eq!(statuses, [202, 202, 202, 429, 429]);
     harness.finish().await;
 }
+
+#[tokio::test]
+async fn a_zoho_notification_becomes_the_lead_of_the_record_it_names() {
+    let harness = Harness::start(Options::default()).await;
+    let tenant = harness.tenant.to_string();
+    let notification = json!({
+        "channel_id": "1000000068001", "token": ZOHO_TOKEN, "module": "Leads",
+        "operation": "insert", "ids": ["4876876000001234567", "4876876000009999999"],
+        "server_time": 1_795_000_000_000_i64, "query_params": {}
+    })
+    .to_string();
+    let response = harness
+        .http
+        .post(harness.url(&format!("/webhooks/{tenant}/zoho/notifications")))
+        .header("content-type", "application/json")
+        .body(notification.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["leads"].as_array().unwrap().len(), 2);
+
+    let resolved = harness.wait_resolved(1).await;
+    assert_eq!(resolved.len(), 1);
+    let lead = &resolved[0].payload;
+    // What resolve_tenant must make of it: the notification's identity, the record's fields.
+    let notified = normalize::zoho_notification(notification.as_bytes())
+        .unwrap()
+        .into_leads();
+    let record: Value = serde_json::from_str(caller::providers::sim::ZOHO_LEAD_EXAMPLE).unwrap();
+    let read =
+        normalize::zoho_workflow(record.to_string().as_bytes(), Some("application/json")).unwrap();
+    let mut custom_fields = read.custom_fields.clone();
+    custom_fields.extend(notified[0].custom_fields.clone());
+    let expected = LeadResolved {
+        source: caller::events::lead::LeadSource::ZohoNotification,
+        source_event_id: None,
+        dedupe_key: notified[0].dedupe_key.clone(),
+        external_id: Some("4876876000001234567".to_owned()),
+        phone: caller::phone::parse("+1 512-555-0142", None).unwrap(),
+        phone_raw: "+1 512-555-0142".to_owned(),
+        phone_region: Some("US".to_owned()),
+        first_name: Some("Jane".to_owned()),
+        last_name: Some("Doe".to_owned()),
+        full_name: Some("Jane Doe".to_owned()),
+        email: Some("jane.doe@example.com".to_owned()),
+        timezone: "America/Chicago".to_owned(),
+        timezone_source: TimezoneSource::Lead,
+        tags: vec!["ai-call-requested".to_owned()],
+        custom_fields,
+        campaign_id: None,
+        received_at: lead.received_at,
+        occurred_at: notified[0].occurred_at,
+        trigger: Some("zoho:Leads.insert".to_owned()),
+    };
+    assert_eq!(lead, &expected);
+    assert!(lead.custom_fields.contains_key("Lead_Status"));
+
+    // The expired token was refreshed (and stored) on the way.
+    let expiry: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT expires_at FROM client_credentials WHERE kind = 'zoho.oauth'")
+            .fetch_one(&harness.env.db.observer)
+            .await
+            .unwrap();
+    assert!(expiry.unwrap() > Utc::now());
+
+    // The record Zoho does not have is a dead letter naming it.
+    let letters: Value = harness
+        .http
+        .get(harness.url(&format!("/v1/clients/{tenant}/dead-letters")))
+        .bearer_auth(&harness.tenant_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        ["Zoho has no Leads record 4876876000009999999 (deleted since the notification?)"]
+    );
+    harness.finish().await;
+}

@@ -39,6 +39,7 @@ use super::outbox::Outbox;
 use crate::error::StageError;
 use crate::metrics::{Metrics, StageMetrics, bump};
 use crate::pipeline::StageSpec;
+use crate::providers::zoho::ZohoRecords;
 use crate::settings::{DedupeSettings, RunnerSettings, TenancySettings};
 use crate::shutdown::Shutdown;
 use crate::stages::{Stage, StageContext};
@@ -60,6 +61,8 @@ pub struct Runtime {
     pub stages: StageSettings,
     /// Cached tenant snapshots.
     pub directory: Directory,
+    /// Reads clients' Zoho records (when this process has the keyring).
+    pub zoho: Option<Arc<ZohoRecords>>,
 }
 
 /// Settings individual stages read when they are built (`Stage::build`).
@@ -81,6 +84,7 @@ impl Runtime {
             metrics,
             settings,
             stages: StageSettings::default(),
+            zoho: None,
         }
     }
 }

@@ -243,7 +243,7 @@ fn gohighlevel(
 /// `GET {api_domain}/crm/v8/Leads?fields=id&per_page=1` with `Zoho-oauthtoken`.
 ///
 /// Returns true for `https://www.zohoapis.<data center>` (and `https://zohoapis…`) only.
-fn is_zoho_api_domain(domain: &str) -> bool {
+pub(crate) fn is_zoho_api_domain(domain: &str) -> bool {
     let Some(host) = domain.strip_prefix("https://") else {
         return false;
     };

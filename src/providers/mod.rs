@@ -8,6 +8,7 @@
 //! - [`sim`]: a minimal in-process simulator that answers those healthcheck endpoints in each
 //!   vendor's wire format, so healthchecks run against it (demo, tests) or against the real
 //!   vendor by changing only `base_url`.
+//! - [`zoho`]: reading Zoho CRM records, for the records a Zoho notification names.
 //!
 //! Providers are named by plain strings here ("twilio", "elevenlabs", "gohighlevel", "zoho",
 //! "custom", "fonoster", "local", "caldav", "static", "crm", "google", "outlook", "calendly",
@@ -17,3 +18,4 @@
 pub mod health;
 pub mod http;
 pub mod sim;
+pub mod zoho;

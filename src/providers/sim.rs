@@ -7,7 +7,9 @@
 //!   `{detail: {status, message}}`.
 //! - HighLevel: `GET /locations/{location_id}` (Bearer, `Version`); refusal 401
 //!   `UnauthorizedDTO`.
-//! - Zoho CRM: `GET /crm/v8/Leads?fields=…` (`Zoho-oauthtoken`); refusal 401 `INVALID_TOKEN`.
+//! - Zoho CRM: `GET /crm/v8/Leads?fields=…` and `GET /crm/v8/{module}/{id}` (records from
+//!   [`SimAccounts::zoho_records`]; 204 when absent) with `Zoho-oauthtoken`, refusal 401
+//!   `INVALID_TOKEN`; Zoho accounts `POST /oauth/v2/token` (refresh grant).
 //! - custom: `GET /custom/health` (Bearer when a key is set); refusal 401 `{error}`.
 //!
 //! Point every provider's `base_url` (Zoho: `api_domain`) at the simulator's address; a
@@ -44,6 +46,14 @@ pub struct SimAccounts {
     pub zoho_access_token: String,
     /// The Bearer key a custom provider's healthcheck requires; `None` accepts any request.
     pub custom_api_key: Option<String>,
+    /// The Zoho refresh token `POST /oauth/v2/token` exchanges for `zoho_access_token`.
+    pub zoho_refresh_token: String,
+    /// The Zoho app's client id the token endpoint requires.
+    pub zoho_client_id: String,
+    /// The Zoho app's client secret the token endpoint requires.
+    pub zoho_client_secret: String,
+    /// Zoho CRM records by `<module>/<id>`, as JSON text (`GET /crm/v8/{module}/{id}`).
+    pub zoho_records: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for SimAccounts {
@@ -57,9 +67,24 @@ impl Default for SimAccounts {
             gohighlevel_location_id: "ve9EPM428h8vShlRW1KT".to_owned(),
             zoho_access_token: "1000.sim-zoho-access-token".to_owned(),
             custom_api_key: Some("sim-custom-api-key".to_owned()),
+            zoho_refresh_token: "1000.sim-zoho-refresh-token".to_owned(),
+            zoho_client_id: "1000.SIMCLIENTID".to_owned(),
+            zoho_client_secret: "sim-zoho-client-secret".to_owned(),
+            zoho_records: std::collections::BTreeMap::from([(
+                "Leads/4876876000001234567".to_owned(),
+                ZOHO_LEAD_EXAMPLE.to_owned(),
+            )]),
         }
     }
 }
+
+/// The record of `crm-calendar.md` B.3 ("Get record"), with a time zone and a mobile number.
+pub const ZOHO_LEAD_EXAMPLE: &str = r##"{"id": "4876876000001234567", "First_Name": "Jane",
+ "Last_Name": "Doe", "Phone": "+1 512-555-0142", "Mobile": "+1 512-555-0199",
+ "Email": "jane.doe@example.com", "Lead_Status": "Not Contacted", "Time_Zone": "America/Chicago",
+ "Owner": {"name": "Sam Owner", "id": "4876876000000330001", "email": "sam.owner@example.com"},
+ "Tag": [{"name": "ai-call-requested", "id": "4876876000000889001", "color_code": "#57B1FD"}],
+ "Created_Time": "2025-03-04T09:21:09-06:00", "Modified_Time": "2025-03-04T09:21:09-06:00"}"##;
 
 type Accounts = Arc<SimAccounts>;
 
@@ -70,6 +95,8 @@ pub fn router(accounts: SimAccounts) -> Router {
         .route("/v1/convai/conversations", get(elevenlabs_conversations))
         .route("/locations/{location_id}", get(gohighlevel_location))
         .route("/crm/v8/Leads", get(zoho_leads))
+        .route("/crm/v8/{module}/{id}", get(zoho_record))
+        .route("/oauth/v2/token", axum::routing::post(zoho_token))
         .route("/custom/health", get(custom_health))
         .with_state(Arc::new(accounts))
 }
@@ -344,6 +371,89 @@ async fn zoho_leads(
 }
 
 /// Zoho's `API_Exception` envelope.
+/// `GET /crm/v8/{module}/{id}`: 200 `{"data":[record]}`, or 204 with no body when absent.
+async fn zoho_record(
+    State(accounts): State<Accounts>,
+    Path((module, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let token = authorization(&headers).and_then(|v| v.strip_prefix("Zoho-oauthtoken "));
+    if token != Some(accounts.zoho_access_token.as_str()) {
+        return zoho_error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_TOKEN",
+            &json!({}),
+            "invalid oauth token",
+        );
+    }
+    match accounts
+        .zoho_records
+        .get(&format!("{module}/{id}"))
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    {
+        Some(record) => Json(json!({ "data": [record] })).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+/// `POST /oauth/v2/token` (`grant_type=refresh_token`, form or query): a new access token, or
+/// 200 `{"error": "invalid_code"}` as Zoho answers a bad refresh token.
+async fn zoho_token(
+    State(accounts): State<Accounts>,
+    Query(query): Query<HashMap<String, String>>,
+    body: String,
+) -> Response {
+    let mut fields: HashMap<String, String> = query;
+    for pair in body.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        fields.insert(percent_decode(name), percent_decode(value));
+    }
+    let field = |name: &str| fields.get(name).map(String::as_str);
+    let valid = field("grant_type") == Some("refresh_token")
+        && field("refresh_token") == Some(accounts.zoho_refresh_token.as_str())
+        && field("client_id") == Some(accounts.zoho_client_id.as_str())
+        && field("client_secret") == Some(accounts.zoho_client_secret.as_str());
+    if !valid {
+        return Json(json!({ "error": "invalid_code" })).into_response();
+    }
+    Json(json!({
+        "access_token": accounts.zoho_access_token,
+        "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.fields.READ ZohoCRM.notifications.ALL",
+        "api_domain": "https://www.zohoapis.com",
+        "token_type": "Bearer",
+        "expires_in": 3600,
+    }))
+    .into_response()
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte).
+fn percent_decode(text: &str) -> String {
+    let hex = |byte: u8| char::from(byte).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| Some((hex(*bytes.get(index + 1)?)?, hex(*bytes.get(index + 2)?)?)))
+            .flatten();
+        match (bytes[index], escaped) {
+            (_, Some((high, low))) => {
+                out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                index += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                index += 1;
+            }
+            (byte, None) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn zoho_error(status: StatusCode, code: &str, details: &Value, message: &str) -> Response {
     let body = json!({ "code": code, "details": details, "message": message, "status": "error" });
     (status, Json(body)).into_response()

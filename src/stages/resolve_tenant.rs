@@ -6,14 +6,17 @@
 //!   `GET /v1/clients/{id}/dead-letters`): no client claims the lead's HighLevel location or
 //!   Zoho organization; the client is disabled (replay after enabling it); the lead has no
 //!   phone number, or one that is not a valid number; the number is on the tenant's
-//!   do-not-call or opt-out list; a Zoho notification (it names a record, and reading Zoho
-//!   records is not built yet).
+//!   do-not-call or opt-out list; the Zoho record a notification names is gone, or the
+//!   client's Zoho connection is unusable (Zoho unavailable: retried).
 //! - Writes: nothing besides the runner's claim. Reads the tenant directory (cached) and the
 //!   tenant's `call_blocklist` (in its own read-only transaction under the tenant).
-//! - External side effects: none.
+//! - External calls: for a Zoho notification, reads the record it names from Zoho (a read:
+//!   safe to repeat; a token refresh is single-flight, see `tenancy::oauth`).
 //!
 //! The time zone is the lead's own (a valid IANA zone the sender gave), else the one its
 //! number implies (an area code or country with one zone), else the tenant's.
+
+use std::sync::Arc;
 
 use chrono_tz::Tz;
 
@@ -25,15 +28,17 @@ use crate::events::EventSpec;
 use crate::events::lead::{LeadReceived, LeadSource, TenantKey};
 use crate::events::lead_flow::{LeadResolved, LeadUnique, TimezoneSource};
 use crate::ids::TenantId;
+use crate::providers::zoho::{ZohoError, ZohoRecords};
 use crate::store::Store;
 use crate::store::call_blocklist::{self, BlockList};
-use crate::tenancy::directory::Directory;
+use crate::tenancy::directory::{Directory, TenantSnapshot};
 
 /// Resolves leads to their tenant.
 #[derive(Debug)]
 pub struct ResolveTenant {
     directory: Directory,
     store: Store,
+    zoho: Option<Arc<ZohoRecords>>,
 }
 
 impl Stage for ResolveTenant {
@@ -44,6 +49,7 @@ impl Stage for ResolveTenant {
         Ok(Self {
             directory: runtime.directory.clone(),
             store: runtime.store.clone(),
+            zoho: runtime.zoho.clone(),
         })
     }
 
@@ -68,16 +74,14 @@ impl Stage for ResolveTenant {
                 "the client is disabled (replay this lead after enabling it)",
             ));
         }
+        let fetched;
+        let lead = if lead.source == LeadSource::ZohoNotification && lead.phone_raw.is_none() {
+            fetched = self.zoho_record(&snapshot, lead).await?;
+            &fetched
+        } else {
+            lead
+        };
         let Some(phone_raw) = lead.phone_raw.clone() else {
-            if lead.source == LeadSource::ZohoNotification {
-                // NOTE: a notification names a record, not a person; reading the record
-                // (`GET /crm/v8/<module>/<id>`) needs the Zoho adapter of the CRM issue. Until
-                // then the lead waits in the dead-letter stream, replayable, rather than lost.
-                return Err(StageError::rejected(format!(
-                    "a Zoho notification names record {} but carries no contact data;                      fetching Zoho records is not built yet (replay once it is)",
-                    lead.external_id.as_deref().unwrap_or("?")
-                )));
-            }
             return Err(StageError::rejected("the lead has no phone number"));
         };
         let phone = crate::phone::parse(&phone_raw, Some(&snapshot.region))
@@ -141,6 +145,58 @@ impl Stage for ResolveTenant {
 }
 
 impl ResolveTenant {
+    /// Completes a Zoho notification's lead with the record it names, read from Zoho now.
+    async fn zoho_record(
+        &self,
+        snapshot: &TenantSnapshot,
+        lead: &LeadReceived,
+    ) -> Result<LeadReceived, StageError> {
+        let Some(zoho) = &self.zoho else {
+            return Err(StageError::rejected(
+                "a Zoho notification names a record, and this process has no master key to \
+                 read the client's Zoho credentials (replay it where one is configured)",
+            ));
+        };
+        let module = lead
+            .custom_fields
+            .get("module")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
+        let id = lead.external_id.as_deref().unwrap_or_default();
+        let record = match zoho.record(snapshot, module, id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                return Err(StageError::rejected(format!(
+                    "Zoho has no {module} record {id} (deleted since the notification?)"
+                )));
+            }
+            Err(ZohoError::Unavailable(reason)) => {
+                return Err(StageError::retryable(format!("zoho: {reason}")));
+            }
+            Err(error) => {
+                return Err(StageError::rejected(format!("{error} (replay once fixed)")));
+            }
+        };
+        let body = serde_json::to_vec(&record).map_err(|e| StageError::rejected(e.to_string()))?;
+        let read = crate::normalize::zoho_workflow(&body, Some("application/json"))
+            .map_err(|error| StageError::rejected(format!("Zoho record {id}: {error}")))?;
+        let mut custom_fields = read.custom_fields;
+        custom_fields.extend(lead.custom_fields.clone());
+        Ok(LeadReceived {
+            phone_raw: read.phone_raw,
+            phone_e164: read.phone_e164,
+            first_name: read.first_name,
+            last_name: read.last_name,
+            full_name: read.full_name,
+            email: read.email,
+            timezone: read.timezone,
+            tags: read.tags,
+            custom_fields,
+            campaign_id: read.campaign_id.or_else(|| lead.campaign_id.clone()),
+            ..lead.clone()
+        })
+    }
+
     /// The tenant ingress authenticated, else the one the lead's tenant key names.
     async fn find_tenant(
         &self,

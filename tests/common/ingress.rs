@@ -18,7 +18,10 @@ use caller::events::lead_flow::LeadResolved;
 use caller::ids::TenantId;
 use caller::ingress::Ingress;
 use caller::metrics::Metrics;
-use caller::settings::{ApiSettings, IngressSettings, RunnerSettings};
+use caller::providers::sim::{self, SimAccounts};
+use caller::providers::zoho::ZohoRecords;
+use caller::secret::Secret;
+use caller::settings::{ApiSettings, IngressSettings, RunnerSettings, ZohoSettings};
 use caller::shutdown::Shutdown;
 use caller::tenancy::api_keys::Scope;
 use caller::tenancy::audit::Actor;
@@ -101,7 +104,7 @@ impl Harness {
         settings.gohighlevel_ed25519_public_key = Some(ghl_public);
         let ingress = Arc::new(Ingress::new(env.bus.clone(), directory.clone(), settings).unwrap());
         let api_settings = ApiSettings::default();
-        let state = AppState::from_parts(env.db.store.clone(), keyring, &api_settings)
+        let state = AppState::from_parts(env.db.store.clone(), keyring.clone(), &api_settings)
             .with_ingress(ingress.clone());
         let router = api::router(state, &api_settings).merge(caller::ingress::router(ingress));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -132,6 +135,20 @@ impl Harness {
         );
         runtime.stages.dedupe.horizon_hours = options.horizon_hours;
         runtime.directory = directory;
+        // Zoho records come from the loopback simulator; the stored token is expired, so the
+        // first read refreshes it through the simulator's accounts server.
+        let sim_accounts = SimAccounts::default();
+        let (sim, _) = sim::spawn(sim_accounts.clone()).await;
+        let sim_base = format!("http://{sim}");
+        runtime.zoho = Some(Arc::new(ZohoRecords::new(
+            env.db.store.clone(),
+            keyring.clone(),
+            ZohoSettings {
+                accounts_url: sim_base.clone(),
+                client_id: Some(sim_accounts.zoho_client_id.clone()),
+                client_secret: Some(Secret::new(sim_accounts.zoho_client_secret.clone())),
+            },
+        )));
         let definitions = Definitions::load(nats_dir.path()).unwrap();
         let pipelines = caller::pipeline::load(&project_root().join("pipelines")).unwrap();
         let topology = caller::pipeline::compile(pipelines, &definitions).unwrap();
@@ -141,7 +158,7 @@ impl Harness {
             tasks.spawn((descriptor.run)(spec, runtime.clone(), shutdown.clone()));
         }
 
-        let (tenant, tenant_key) = onboard(&env).await;
+        let (tenant, tenant_key) = onboard(&env, &sim_base, &sim_accounts).await;
         Self {
             env,
             base,
@@ -260,7 +277,14 @@ pub async fn read_all<E: caller::events::Event>(
 }
 
 /// Onboards the tenant with every webhook secret and a calls:write key.
-async fn onboard(env: &TestEnv) -> (TenantId, String) {
+async fn onboard(env: &TestEnv, sim_base: &str, sim: &SimAccounts) -> (TenantId, String) {
+    let zoho_tokens = json!({
+        "access_token": "1000.expired-access-token",
+        "refresh_token": sim.zoho_refresh_token,
+        "expires_at": "2026-01-01T00:00:00Z",
+        "api_domain": "https://www.zohoapis.com"
+    })
+    .to_string();
     let request = json!({
         "slug": "acme-dental",
         "name": "Acme Dental",
@@ -270,7 +294,7 @@ async fn onboard(env: &TestEnv) -> (TenantId, String) {
             "caller_numbers": ["+14155550100"],
             "providers": {
                 "gohighlevel": {"location_id": LOCATION},
-                "zoho": {"org_id": "60012345678", "channel_id": "1000000068001"},
+                "zoho": {"org_id": "60012345678", "channel_id": "1000000068001", "api_domain": sim_base},
                 "custom": {"field_mapping": {
                     "phone": "/data/contact/phone", "name": "/data/contact/name",
                     "first_name": "/data/contact/first", "last_name": "/data/contact/last",
@@ -287,6 +311,7 @@ async fn onboard(env: &TestEnv) -> (TenantId, String) {
             "gohighlevel.webhook_secret_previous": {"value": GHL_SECRET_PREVIOUS},
             "zoho.webhook_secret": {"value": ZOHO_SECRET},
             "zoho.channel_token": {"value": ZOHO_TOKEN},
+            "zoho.oauth": {"value": zoho_tokens},
             "custom.webhook_secret": {"value": CUSTOM_SECRET},
             "custom.webhook_secret_previous": {"value": CUSTOM_SECRET_PREVIOUS}
         }
