@@ -921,3 +921,40 @@ async fn a_zoho_notification_becomes_the_lead_of_the_record_it_names() {
     );
     harness.finish().await;
 }
+
+#[tokio::test]
+async fn a_highlevel_event_of_an_unclaimed_location_waits_in_the_dead_letters() {
+    let harness = Harness::start(Options::default()).await;
+    let mut event: Value = serde_json::from_str(&ghl_contact_create("wh-unclaimed")).unwrap();
+    event["locationId"] = json!("unclaimedLocation42");
+    let body = event.to_string();
+    let response = harness
+        .http
+        .post(harness.url("/webhooks/gohighlevel"))
+        .header("content-type", "application/json")
+        .header("x-ghl-signature", ghl_sign(&harness, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    harness.settle().await;
+    assert!(harness.resolved().await.is_empty());
+    // Filed under the platform tenant: operators see it (`caller dlq list`), scoped by its
+    // location in the dedupe record.
+    let letters = caller::bus::dead_letter::list(&harness.env.bus, Some("resolve_tenant"), 10)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        letters[0].reason,
+        "no client claims gohighlevel_location:unclaimedLocation42 (set it in the client's \
+         configuration, then replay)"
+    );
+    let scope: String = sqlx::query_scalar("SELECT scope FROM lead_dedupe")
+        .fetch_one(&harness.env.db.observer)
+        .await
+        .unwrap();
+    assert_eq!(scope, "gohighlevel_location:unclaimedLocation42");
+    harness.finish().await;
+}
