@@ -167,7 +167,7 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     let state = HttpState {
         bus: bus.clone(),
         store: store.clone(),
-        metrics,
+        metrics: metrics.clone(),
         stages: Arc::new(selected.clone()),
     };
     let mut router = http::router(state);
@@ -188,7 +188,7 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     tasks.spawn(directory.follow_changes(bus, shutdown.clone()));
     tasks.spawn(http::serve(
         listener,
-        http::with_fallback(router),
+        http::with_fallback(http::with_request_counts(router, metrics)),
         shutdown.clone(),
     ));
     if !selected.is_empty() {

@@ -102,11 +102,15 @@ pub struct ConsumerGauge {
 /// A metric's name, help text and how to read it from a snapshot.
 type CounterDoc<T> = (&'static str, &'static str, fn(&T) -> u64);
 
-/// Every stage's metrics in one process.
+/// Every stage's metrics in one process, and its HTTP requests by route and status.
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
     stages: Arc<RwLock<BTreeMap<String, Arc<StageMetrics>>>>,
+    requests: Arc<RwLock<RequestCounts>>,
 }
+
+/// Answered requests by (route template, status).
+type RequestCounts = BTreeMap<(String, u16), Arc<AtomicU64>>;
 
 impl Metrics {
     /// Returns the metrics of `stage`, registering it on first use.
@@ -120,6 +124,24 @@ impl Metrics {
             .entry(stage.to_owned())
             .or_default()
             .clone()
+    }
+
+    /// Counts one answered HTTP request; `route` is the route's template (never a raw path,
+    /// which can carry a secret), so the label set stays bounded.
+    pub fn count_request(&self, route: &str, status: u16) {
+        let key = (route.to_owned(), status);
+        if let Some(counter) = self.requests.read().expect("metrics lock").get(&key) {
+            bump(counter);
+            return;
+        }
+        let counter = self
+            .requests
+            .write()
+            .expect("metrics lock")
+            .entry(key)
+            .or_default()
+            .clone();
+        bump(&counter);
     }
 
     /// Returns the registered stage names.
@@ -230,6 +252,20 @@ impl Metrics {
                     .expect("writing to a String never fails");
             }
         }
+        let name = "caller_http_requests_total";
+        writeln!(
+            out,
+            "# HELP {name} HTTP requests answered, by route template and status.\n# TYPE {name} counter"
+        )
+        .expect("writing to a String never fails");
+        for ((route, status), count) in self.requests.read().expect("metrics lock").iter() {
+            writeln!(
+                out,
+                "{name}{{route=\"{route}\",status=\"{status}\"}} {}",
+                count.load(Ordering::Relaxed)
+            )
+            .expect("writing to a String never fails");
+        }
         out
     }
 }
@@ -258,5 +294,11 @@ mod tests {
             text.contains("caller_stage_handler_seconds_bucket{stage=\"canary\",le=\"0.0025\"} 0")
         );
         assert!(text.contains("caller_consumer_pending{stage=\"canary\"} 7"));
+        metrics.count_request("/webhooks/{tenant}/custom", 202);
+        metrics.count_request("/webhooks/{tenant}/custom", 202);
+        let text = metrics.render(&[]);
+        assert!(text.contains(
+            "caller_http_requests_total{route=\"/webhooks/{tenant}/custom\",status=\"202\"} 2"
+        ));
     }
 }

@@ -958,3 +958,110 @@ async fn a_highlevel_event_of_an_unclaimed_location_waits_in_the_dead_letters() 
     assert_eq!(scope, "gohighlevel_location:unclaimedLocation42");
     harness.finish().await;
 }
+
+#[tokio::test]
+async fn a_rotated_webhook_secret_takes_effect_at_once_in_every_process() {
+    let harness = Harness::start(Options::default()).await;
+    let tenant = harness.tenant.to_string();
+    // Another process's directory, with the tenant cached before the change.
+    let keyring = std::sync::Arc::new(
+        caller::crypto::Keyring::from_parts("k1", [("k1", [42u8; 32])]).unwrap(),
+    );
+    let other = caller::tenancy::directory::Directory::new(
+        harness.env.db.store.clone(),
+        Some(keyring),
+        std::time::Duration::from_secs(3_600),
+    );
+    let shutdown = caller::shutdown::Shutdown::new();
+    let follower = tokio::spawn(
+        other
+            .clone()
+            .follow_changes(harness.env.bus.clone(), shutdown.clone()),
+    );
+    let signs_with = |secret: &str| {
+        let signer = custom_signer(&[secret]);
+        let at = Utc::now();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("webhook-id", "m1".parse().unwrap());
+        headers.insert(
+            "webhook-timestamp",
+            at.timestamp().to_string().parse().unwrap(),
+        );
+        headers.insert(
+            "webhook-signature",
+            signer.sign("m1", at, b"{}").parse().unwrap(),
+        );
+        headers
+    };
+    let cached = other.tenant(harness.tenant).await.unwrap().unwrap();
+    let verifier = cached.secrets.custom.as_ref().unwrap();
+    assert!(
+        verifier
+            .verify(&signs_with(CUSTOM_SECRET), b"{}", Utc::now())
+            .is_ok()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await; // subscription in place
+
+    let rotated = "whsec_dGhlLW5ldy1zZWNyZXQtb2YtdGhpcy10ZW5hbnQ=";
+    let response = harness
+        .http
+        .put(harness.url(&format!(
+            "/v1/clients/{tenant}/credentials/custom.webhook_secret"
+        )))
+        .bearer_auth(&harness.tenant_key)
+        .json(&json!({"value": rotated}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+
+    // This process: at once.
+    let body = sample("custom/lead.json");
+    let now = Utc::now();
+    let new = post_custom(
+        &harness,
+        &tenant,
+        "r1",
+        &body,
+        &custom_signer(&[rotated]),
+        now,
+    )
+    .await;
+    assert_eq!(new.status(), StatusCode::ACCEPTED);
+    let old = post_custom(
+        &harness,
+        &tenant,
+        "r2",
+        &body,
+        &custom_signer(&[CUSTOM_SECRET]),
+        now,
+    )
+    .await;
+    assert_eq!(
+        old.status(),
+        StatusCode::UNAUTHORIZED,
+        "the replaced secret no longer passes"
+    );
+    // The other process: through `tenancy.changed.<tenant>`, long before its 1-hour TTL.
+    let mut seen = false;
+    for _ in 0..100 {
+        let snapshot = other.tenant(harness.tenant).await.unwrap().unwrap();
+        let verifier = snapshot.secrets.custom.as_ref().unwrap();
+        if verifier
+            .verify(&signs_with(rotated), b"{}", Utc::now())
+            .is_ok()
+        {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen, "the other process still uses the old secret");
+    shutdown.trigger();
+    follower.await.unwrap().unwrap();
+    harness.finish().await;
+}

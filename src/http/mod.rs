@@ -60,6 +60,27 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// Counts every answered request in `caller_http_requests_total` by route template and
+/// status; apply it to the merged router (route templates exist only on matched routes).
+pub fn with_request_counts(router: Router, metrics: Metrics) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(metrics, count_request))
+}
+
+async fn count_request(
+    State(metrics): State<Metrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("<unmatched>", axum::extract::MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    metrics.count_request(&route, response.status().as_u16());
+    response
+}
+
 /// Adds the problem+json 404 for unknown routes (after every router is merged in).
 pub fn with_fallback(router: Router) -> Router {
     router.fallback(|| async { problem(StatusCode::NOT_FOUND, "not found", "no such route") })
