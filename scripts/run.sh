@@ -25,6 +25,20 @@ export CALLER__CRYPTO__ACTIVE_KEY=${CALLER__CRYPTO__ACTIVE_KEY:-dev}
 export CALLER__CRYPTO__KEYS__DEV=${CALLER__CRYPTO__KEYS__DEV:-$(cat "$key_file")}
 caller="$CARGO_TARGET_DIR/release/caller"
 
+# The vendor simulator stands in for Twilio, ElevenLabs, HighLevel and Zoho (fixed, fake demo
+# credentials; the demo client's providers point at it). Reused when already listening.
+sim_port=${CALLER_SIM_PORT:-8090}
+sim_pid=
+if ! listening "$sim_port"; then
+  "$caller" simulate --listen "127.0.0.1:$sim_port" &
+  sim_pid=$!
+  wait_for_port "$sim_port" "vendor simulator"
+fi
+# The platform's Zoho app, as the simulator knows it (token refresh of the demo client).
+export CALLER__ZOHO__ACCOUNTS_URL=${CALLER__ZOHO__ACCOUNTS_URL:-http://127.0.0.1:$sim_port}
+export CALLER__ZOHO__CLIENT_ID=${CALLER__ZOHO__CLIENT_ID:-1000.SIMCLIENTID}
+export CALLER__ZOHO__CLIENT_SECRET=${CALLER__ZOHO__CLIENT_SECRET:-sim-zoho-client-secret}
+
 # A demo tenant, once per machine: `demo-dental`, with webhook secrets and a `calls:write` API
 # key generated here and kept in $CALLER_STATE_DIR (mode 600); docs/ingress.md uses them.
 demo_dir="$CALLER_STATE_DIR/demo"
@@ -34,10 +48,14 @@ if ! "$caller" tenant show demo-dental >/dev/null 2>&1; then
   (
     umask 077
     printf 'whsec_%s' "$(head -c 32 /dev/urandom | base64)" > "$demo_dir/custom-webhook-secret"
-    printf 'wk_%s' "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" > "$demo_dir/gohighlevel-webhook-secret"
-    custom_secret=$(cat "$demo_dir/custom-webhook-secret")
-    ghl_secret=$(cat "$demo_dir/gohighlevel-webhook-secret")
-    sed -e "s|@CUSTOM_SECRET@|$custom_secret|" -e "s|@GHL_SECRET@|$ghl_secret|" \
+    for name in gohighlevel-webhook-secret zoho-webhook-secret zoho-channel-token; do
+      printf 'wk_%s' "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" > "$demo_dir/$name"
+    done
+    sed -e "s|@CUSTOM_SECRET@|$(cat "$demo_dir/custom-webhook-secret")|" \
+      -e "s|@GHL_SECRET@|$(cat "$demo_dir/gohighlevel-webhook-secret")|" \
+      -e "s|@ZOHO_SECRET@|$(cat "$demo_dir/zoho-webhook-secret")|" \
+      -e "s|@ZOHO_TOKEN@|$(cat "$demo_dir/zoho-channel-token")|" \
+      -e "s|@SIM@|http://127.0.0.1:$sim_port|g" \
       scripts/demo-tenant.json > "$demo_dir/onboarding.json"
     "$caller" tenant create --config-file "$demo_dir/onboarding.json" >&2
     rm -f "$demo_dir/onboarding.json"
@@ -47,4 +65,17 @@ if ! "$caller" tenant show demo-dental >/dev/null 2>&1; then
   echo "caller: demo tenant demo-dental created; its secrets and API key are in $demo_dir" >&2
 fi
 echo "caller: http://127.0.0.1:8080 (/healthz /readyz /metrics /v1 /webhooks); Ctrl-C to stop" >&2
-exec "$caller" all "$@"
+
+# Run until Ctrl-C or SIGTERM: forward it, wait for the drain, then stop the simulator.
+"$caller" all "$@" &
+caller_pid=$!
+trap 'kill -TERM "$caller_pid" 2>/dev/null || true' INT TERM
+status=0
+while kill -0 "$caller_pid" 2>/dev/null; do
+  wait "$caller_pid" || status=$?
+done
+if [ -n "$sim_pid" ]; then
+  kill "$sim_pid" 2>/dev/null || true
+  wait "$sim_pid" 2>/dev/null || true
+fi
+exit "$status"

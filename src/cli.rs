@@ -39,6 +39,13 @@ pub enum Command {
     Provision,
     /// Apply pending database migrations.
     Migrate,
+    /// Serve the vendor simulator (Twilio, ElevenLabs, HighLevel, Zoho CRM and accounts,
+    /// custom) with its fixed demo credentials, for demos and local runs; never production.
+    Simulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
     /// Inspect the pipeline topology.
     Pipeline {
         /// Subcommand.

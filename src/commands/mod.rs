@@ -61,6 +61,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             app::migrate(&settings).await?;
             println!("migrations applied");
         }
+        Command::Simulate { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|error| anyhow::anyhow!("bind simulator on {listen}: {error}"))?;
+            eprintln!("caller: vendor simulator on http://{listen}");
+            crate::providers::sim::serve(listener, crate::providers::sim::SimAccounts::default())
+                .await?;
+        }
         Command::Pipeline { command } => return pipeline_command(&settings, command).await,
         Command::Schemas {
             command: SchemasCommand::Export { dir, check },
