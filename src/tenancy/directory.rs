@@ -92,6 +92,9 @@ struct Entry<T> {
 
 #[derive(Debug, Default)]
 struct Cache {
+    /// Bumped by every invalidation: a load that began before one does not cache its result
+    /// (it may have read the state from before the change).
+    generation: u64,
     tenants: HashMap<TenantId, Entry<Option<Arc<TenantSnapshot>>>>,
     /// `gohighlevel:<location>` or `zoho:<org>` → tenant.
     keys: HashMap<String, Entry<Option<TenantId>>>,
@@ -119,18 +122,21 @@ impl Directory {
 
     /// Returns the tenant's snapshot, `None` when no such tenant exists.
     pub async fn tenant(&self, id: TenantId) -> Result<Option<Arc<TenantSnapshot>>, sqlx::Error> {
-        if let Some(hit) = self.cached_tenant(id) {
-            return Ok(hit);
-        }
+        let generation = match self.cached_tenant(id) {
+            Ok(hit) => return Ok(hit),
+            Err(generation) => generation,
+        };
         let loaded = self.load(id).await?.map(Arc::new);
         let mut cache = self.cache.lock().expect("directory lock");
-        cache.tenants.insert(
-            id,
-            Entry {
-                value: loaded.clone(),
-                loaded: Instant::now(),
-            },
-        );
+        if cache.generation == generation {
+            cache.tenants.insert(
+                id,
+                Entry {
+                    value: loaded.clone(),
+                    loaded: Instant::now(),
+                },
+            );
+        }
         Ok(loaded)
     }
 
@@ -154,14 +160,15 @@ impl Directory {
         value: &str,
         gohighlevel: bool,
     ) -> Result<Option<TenantId>, sqlx::Error> {
-        {
+        let generation = {
             let cache = self.cache.lock().expect("directory lock");
             if let Some(entry) = cache.keys.get(&cache_key)
                 && entry.loaded.elapsed() < self.ttl
             {
                 return Ok(entry.value);
             }
-        }
+            cache.generation
+        };
         // Platform mode: the tenant is what we are looking for.
         let mut tx = self.store.begin_platform().await?;
         let found = if gohighlevel {
@@ -171,13 +178,15 @@ impl Directory {
         };
         tx.commit().await?;
         let mut cache = self.cache.lock().expect("directory lock");
-        cache.keys.insert(
-            cache_key,
-            Entry {
-                value: found,
-                loaded: Instant::now(),
-            },
-        );
+        if cache.generation == generation {
+            cache.keys.insert(
+                cache_key,
+                Entry {
+                    value: found,
+                    loaded: Instant::now(),
+                },
+            );
+        }
         Ok(found)
     }
 
@@ -185,6 +194,7 @@ impl Directory {
     /// change may have claimed one).
     pub fn invalidate(&self, id: TenantId) {
         let mut cache = self.cache.lock().expect("directory lock");
+        cache.generation += 1;
         cache.tenants.remove(&id);
         cache
             .keys
@@ -194,14 +204,18 @@ impl Directory {
     /// Drops everything (a missed change notification cannot be ruled out).
     pub fn clear(&self) {
         let mut cache = self.cache.lock().expect("directory lock");
+        cache.generation += 1;
         cache.tenants.clear();
         cache.keys.clear();
     }
 
-    fn cached_tenant(&self, id: TenantId) -> Option<Option<Arc<TenantSnapshot>>> {
+    /// The cached answer, or the cache's generation to load under.
+    fn cached_tenant(&self, id: TenantId) -> Result<Option<Arc<TenantSnapshot>>, u64> {
         let cache = self.cache.lock().expect("directory lock");
-        let entry = cache.tenants.get(&id)?;
-        (entry.loaded.elapsed() < self.ttl).then(|| entry.value.clone())
+        match cache.tenants.get(&id) {
+            Some(entry) if entry.loaded.elapsed() < self.ttl => Ok(entry.value.clone()),
+            _ => Err(cache.generation),
+        }
     }
 
     async fn load(&self, id: TenantId) -> Result<Option<TenantSnapshot>, sqlx::Error> {
