@@ -197,6 +197,17 @@ async fn caller_all_becomes_ready_serves_metrics_answers_a_ping_and_drains_on_si
     assert!(document.contains("\"openapi\":\"3.1.0\""), "{document}");
     let (status, body) = get(port, "/healthz").await.unwrap();
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    // The webhook routes are mounted: an unsigned HighLevel event is refused, not unknown.
+    let http = caller::providers::http::client();
+    let refused = http
+        .post(format!("http://127.0.0.1:{port}/webhooks/gohighlevel"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_signature");
 
     let mut ping = caller_command(&env, &nats_dir, port);
     ping.args(["pipeline", "ping"]);
