@@ -1065,3 +1065,32 @@ async fn a_rotated_webhook_secret_takes_effect_at_once_in_every_process() {
     follower.await.unwrap().unwrap();
     harness.finish().await;
 }
+
+#[tokio::test]
+async fn a_bulk_upload_takes_ten_thousand_leads_and_refuses_one_more() {
+    let harness = Harness::start(Options::default()).await;
+    let leads = |count: usize| {
+        let items: Vec<Value> = (0..count)
+            .map(|i| json!({"phone": format!("+1201555{:04}", i % 10_000), "external_id": format!("row-{i}")}))
+            .collect();
+        Value::Array(items).to_string()
+    };
+    let upload = |body: String| {
+        harness
+            .http
+            .post(harness.url("/v1/campaigns/autumn/leads"))
+            .bearer_auth(&harness.tenant_key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let response = upload(leads(10_000)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let result: Value = response.json().await.unwrap();
+    assert_eq!(result["accepted"], 10_000);
+    assert_eq!(result["results"].as_array().unwrap().len(), 10_000);
+    assert_eq!(result["results"][9_999]["index"], 9_999);
+    let response = upload(leads(10_001)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    harness.finish().await;
+}
