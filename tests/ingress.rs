@@ -1094,3 +1094,38 @@ async fn a_bulk_upload_takes_ten_thousand_leads_and_refuses_one_more() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     harness.finish().await;
 }
+
+#[tokio::test]
+async fn a_bulk_upload_can_stream_its_answers_as_ndjson() {
+    let harness = Harness::start(Options::default()).await;
+    let csv: String = std::iter::once("phone,first_name".to_owned())
+        .chain((0..1_200).map(|i| format!("+1201555{i:04},Lead {i}")))
+        .chain(std::iter::once(",No Phone".to_owned()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let response = harness
+        .http
+        .post(harness.url("/v1/campaigns/winter/leads"))
+        .bearer_auth(&harness.tenant_key)
+        .header("content-type", "text/csv")
+        .header("accept", "application/x-ndjson")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1_202, "one line per lead, then the summary");
+    assert_eq!(lines[0]["index"], 0);
+    assert_eq!(lines[1_200]["status"], "rejected");
+    assert_eq!(
+        lines[1_201],
+        json!({"accepted": 1_200, "rejected": 1, "unavailable": 0})
+    );
+    harness.finish().await;
+}

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use axum::Extension;
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +32,9 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Principal;
+use super::bulk::{Format, read_items};
 use super::error::{ApiError, Problem};
+use crate::bus::envelope::BusMessage;
 use crate::events::lead::{LeadSource, TenantKey};
 use crate::ids::TenantId;
 use crate::ingress::Ingress;
@@ -161,7 +163,8 @@ pub struct BulkLeadResult {
     pub reason: Option<String>,
 }
 
-/// The answer to a bulk upload.
+/// The answer to a bulk upload (as one JSON document; with `Accept: application/x-ndjson`,
+/// the same results stream as one line per lead, then a summary line).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BulkResult {
     /// Leads accepted (published).
@@ -174,11 +177,28 @@ pub struct BulkResult {
     pub results: Vec<BulkLeadResult>,
 }
 
+impl BulkResult {
+    fn of(results: Vec<BulkLeadResult>) -> Self {
+        let count = |status: &str| results.iter().filter(|r| r.status == status).count();
+        Self {
+            accepted: count("accepted"),
+            rejected: count("rejected"),
+            unavailable: count("unavailable"),
+            results,
+        }
+    }
+}
+
 /// Leads published per pipelined batch.
 const BULK_BATCH: usize = 500;
 
 /// Uploads leads for a campaign: a JSON array of call requests, or CSV (`text/csv`) whose
 /// header names the fields (`phone`, `first_name`, …; other columns become custom fields).
+///
+/// The body is parsed as it arrives and validated whole before anything is published (a
+/// malformed document is one 400). Leads are then published in pipelined batches of 500;
+/// with `Accept: application/x-ndjson` the answer streams one line per lead as its batch is
+/// acknowledged, then a summary line.
 #[utoipa::path(post, path = "/v1/campaigns/{campaign_id}/leads", tag = "leads",
     params(("campaign_id" = String, Path, description = "campaign id (1-100 letters, digits, `-`, `_`)")),
     request_body(content = Vec<CallRequest>, content_type = "application/json", description = "or text/csv"),
@@ -204,83 +224,150 @@ pub async fn bulk_leads(
     if !valid_campaign {
         return Err(ApiError::NotFound);
     }
-    let body = read_body(&headers, body, ingress.settings.bulk_max_body_bytes).await?;
+    let max_bytes = ingress.settings.bulk_max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_bytes as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
     let snapshot = ingress.directory.tenant(tenant).await?;
     ingress.admit(tenant, snapshot.as_deref())?;
     if !ingress.bus.is_connected() {
         return Err(ApiError::Unavailable);
     }
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    let items = match media.as_str() {
-        "application/json" => super::bulk::json_items(&body)?,
-        "text/csv" => super::bulk::csv_items(&body)?,
-        _ => return Err(ApiError::UnsupportedMediaType),
+    let format = match media_type(&headers, header::CONTENT_TYPE).as_deref() {
+        Some("application/json") | None => Format::Json,
+        Some("text/csv") => Format::Csv,
+        Some(_) => return Err(ApiError::UnsupportedMediaType),
     };
-    if items.len() > ingress.settings.bulk_max_leads {
-        return Err(ApiError::PayloadTooLarge);
-    }
+    let items = read_items(format, body, max_bytes, ingress.settings.bulk_max_leads).await?;
 
     let received_at = Utc::now();
-    let mut results: Vec<BulkLeadResult> = Vec::with_capacity(items.len());
-    let mut pending = Vec::new();
+    let mut answers: Vec<(BulkLeadResult, Option<BusMessage>)> = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        let lead = item.and_then(|request| bulk_lead(request, &campaign_id));
-        match lead {
+        let answer = match item.and_then(|request| bulk_lead(request, &campaign_id)) {
             Ok(lead) => {
                 let event = lead.into_event(TenantKey::TenantId(tenant), received_at);
                 let dedupe_key = event.dedupe_key.clone();
                 let (event_id, message) = lead_message(tenant, LeadSource::Bulk.as_str(), event)?;
-                results.push(BulkLeadResult {
+                let result = BulkLeadResult {
                     index,
                     status: "accepted",
                     event_id: Some(event_id.to_string()),
                     dedupe_key: Some(dedupe_key),
                     reason: None,
-                });
-                pending.push((index, message));
+                };
+                (result, Some(message))
             }
-            Err(reason) => results.push(BulkLeadResult {
-                index,
-                status: "rejected",
-                event_id: None,
-                dedupe_key: None,
-                reason: Some(reason),
-            }),
-        }
-    }
-    for batch in pending.chunks(BULK_BATCH) {
-        let messages: Vec<_> = batch.iter().map(|(_, message)| message.clone()).collect();
-        for ((index, _), outcome) in batch
-            .iter()
-            .zip(publish_messages(&ingress.bus, &messages).await)
-        {
-            if outcome.is_err() {
-                let result = &mut results[*index];
-                result.status = "unavailable";
-                result.event_id = None;
-                result.reason = Some("the bus was unavailable; send this lead again".to_owned());
+            Err(reason) => {
+                let result = BulkLeadResult {
+                    index,
+                    status: "rejected",
+                    event_id: None,
+                    dedupe_key: None,
+                    reason: Some(reason),
+                };
+                (result, None)
             }
-        }
+        };
+        answers.push(answer);
     }
-    let count = |status: &str| results.iter().filter(|r| r.status == status).count();
-    let answer = BulkResult {
-        accepted: count("accepted"),
-        rejected: count("rejected"),
-        unavailable: count("unavailable"),
-        results,
-    };
+
+    if media_type(&headers, header::ACCEPT).as_deref() == Some("application/x-ndjson") {
+        return Ok(stream_answers(ingress, answers));
+    }
+    let mut results = Vec::with_capacity(answers.len());
+    for mut chunk in chunks(answers) {
+        publish_chunk(&ingress, &mut chunk).await;
+        results.extend(chunk.into_iter().map(|(result, _)| result));
+    }
+    let answer = BulkResult::of(results);
     if answer.accepted == 0 && answer.unavailable > 0 {
         return Err(ApiError::Unavailable);
     }
     Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+/// Splits answers into publishing batches of [`BULK_BATCH`], in upload order.
+fn chunks(
+    answers: Vec<(BulkLeadResult, Option<BusMessage>)>,
+) -> Vec<Vec<(BulkLeadResult, Option<BusMessage>)>> {
+    let mut chunks = Vec::new();
+    let mut answers = answers.into_iter().peekable();
+    while answers.peek().is_some() {
+        chunks.push(answers.by_ref().take(BULK_BATCH).collect());
+    }
+    chunks
+}
+
+/// Publishes a batch's accepted leads pipelined; a lead without a PubAck becomes
+/// `unavailable` (send it again).
+async fn publish_chunk(ingress: &Ingress, chunk: &mut [(BulkLeadResult, Option<BusMessage>)]) {
+    let messages: Vec<BusMessage> = chunk
+        .iter()
+        .filter_map(|(_, message)| message.clone())
+        .collect();
+    let mut outcomes = publish_messages(&ingress.bus, &messages).await.into_iter();
+    for (result, message) in chunk.iter_mut() {
+        if message.take().is_some() && outcomes.next().is_some_and(|outcome| outcome.is_err()) {
+            result.status = "unavailable";
+            result.event_id = None;
+            result.reason = Some("the bus was unavailable; send this lead again".to_owned());
+        }
+    }
+}
+
+/// Answers as NDJSON while publishing: one line per lead as its batch gets its PubAcks, then
+/// a summary line `{"accepted": …, "rejected": …, "unavailable": …}`.
+fn stream_answers(
+    ingress: Arc<Ingress>,
+    answers: Vec<(BulkLeadResult, Option<BusMessage>)>,
+) -> Response {
+    let (lines, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let mut totals = [0usize; 3];
+        for mut chunk in chunks(answers) {
+            publish_chunk(&ingress, &mut chunk).await;
+            let mut text = String::new();
+            for (result, _) in &chunk {
+                let slot = match result.status {
+                    "accepted" => 0,
+                    "rejected" => 1,
+                    _ => 2,
+                };
+                totals[slot] += 1;
+                text.push_str(&serde_json::to_string(result).unwrap_or_default());
+                text.push('\n');
+            }
+            // A client that went away stops the answer, not the publishing: every lead of
+            // the upload is still published (and deduplicated if it is sent again).
+            lines.send(Bytes::from(text)).await.ok();
+        }
+        let summary = serde_json::json!({
+            "accepted": totals[0], "rejected": totals[1], "unavailable": totals[2]
+        });
+        lines.send(Bytes::from(format!("{summary}\n"))).await.ok();
+    });
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver
+            .recv()
+            .await
+            .map(|line| (Ok::<_, std::convert::Infallible>(line), receiver))
+    });
+    let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
+/// The media type of a header (`text/csv; charset=utf-8` → `text/csv`), lower-cased.
+fn media_type(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
 
 /// Reads one bulk item as a call request for `campaign_id`; a rejection reason otherwise.
