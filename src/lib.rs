@@ -22,6 +22,7 @@
 pub mod api;
 pub mod app;
 pub mod bus;
+pub mod calls;
 pub mod cli;
 pub mod commands;
 pub mod crypto;

@@ -44,6 +44,7 @@
 mod gohighlevel;
 mod secret;
 mod standard;
+pub mod twilio;
 
 use axum::http::HeaderMap;
 use base64::alphabet;

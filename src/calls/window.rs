@@ -1,0 +1,1 @@
+//! Calling windows (being built).

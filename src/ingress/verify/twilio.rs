@@ -1,0 +1,1 @@
+//! Twilio request signatures (being built).
