@@ -11,6 +11,10 @@
 //!   makes the same signatures, for our outbound webhooks and for tests.
 //! - [`GoHighLevelKeys`]: the HighLevel marketplace app. Ed25519 `x-ghl-signature` (current)
 //!   or RSA `x-wh-signature` (legacy) over the body, with HighLevel's public keys.
+//! - [`TwilioSignature`]: Twilio Programmable Voice. HMAC-SHA1 `X-Twilio-Signature` over the
+//!   URL Twilio called and the sorted form parameters (or the URL with `bodySHA256` for JSON
+//!   bodies), with the account's auth tokens; [`TwilioSignature::sign`] signs the same way for the
+//!   telephony simulator.
 //! - [`verify_shared_secret`]: senders that cannot sign (HighLevel and Zoho workflow webhooks,
 //!   Zoho notification channels). A per-tenant secret in the path, a header or the `token`
 //!   field.
@@ -60,6 +64,7 @@ pub use standard::{
     MIN_SECRET_BYTES, SECRET_PREFIX, StandardWebhooks, WEBHOOK_ID_HEADER, WEBHOOK_SIGNATURE_HEADER,
     WEBHOOK_TIMESTAMP_HEADER,
 };
+pub use twilio::{BODY_SHA256_PARAM, TWILIO_SIGNATURE_HEADER, TwilioSignature};
 
 /// How far a sender's timestamp may be from our clock, either way (Standard Webhooks reference
 /// implementations: `TOLERANCE_IN_SECONDS = 5 * 60`).
@@ -129,6 +134,15 @@ pub enum KeyError {
     /// A HighLevel public key is not a PEM public key of the expected algorithm.
     #[error("highlevel `{0}` public key is not a valid pem public key")]
     MalformedPublicKey(&'static str),
+    /// A Twilio verifier was built from an empty list of auth tokens.
+    #[error("no twilio auth token configured")]
+    NoAuthTokens,
+    /// The Twilio auth token at `index` is empty (or only whitespace): anyone could sign with it.
+    #[error("twilio auth token {index} is empty")]
+    EmptyAuthToken {
+        /// Position in the configured list, from 0.
+        index: usize,
+    },
 }
 
 /// Checks that a signed send time is within [`TIMESTAMP_TOLERANCE_SECS`] of `now`, either way.
@@ -226,6 +240,8 @@ mod tests {
             KeyError::ShortSecret { index: 0 }.to_string(),
             KeyError::NoPublicKeys.to_string(),
             KeyError::MalformedPublicKey("ed25519").to_string(),
+            KeyError::NoAuthTokens.to_string(),
+            KeyError::EmptyAuthToken { index: 1 }.to_string(),
         ];
         for message in errors {
             let first = message.chars().next().unwrap();
