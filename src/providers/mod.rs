@@ -8,6 +8,10 @@
 //! - [`sim`]: a minimal in-process simulator that answers those healthcheck endpoints in each
 //!   vendor's wire format, so healthchecks run against it (demo, tests) or against the real
 //!   vendor by changing only `base_url`.
+//! - [`telephony`]: the provider-neutral [`telephony::Telephony`] contract (place, hang up,
+//!   redirect and fetch calls) and its [`telephony::TelephonyError`] classification.
+//! - [`twilio`]: the Twilio REST adapter of [`telephony::Telephony`].
+//! - [`sim_twilio`]: a simulator of Twilio's Calls REST endpoints that records what it is asked.
 //! - [`zoho`]: reading Zoho CRM records, for the records a Zoho notification names.
 //!
 //! Providers are named by plain strings here ("twilio", "elevenlabs", "gohighlevel", "zoho",
@@ -18,4 +22,7 @@
 pub mod health;
 pub mod http;
 pub mod sim;
+pub mod sim_twilio;
+pub mod telephony;
+pub mod twilio;
 pub mod zoho;
