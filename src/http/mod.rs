@@ -3,6 +3,8 @@
 //! The management API (`crate::api`) is mounted beside these by `app::run`; webhook ingress
 //! routes come with the ingress issue. Errors are `application/problem+json` (RFC 9457).
 
+pub mod form;
+
 use std::sync::Arc;
 use std::time::Duration;
 

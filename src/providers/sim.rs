@@ -404,10 +404,7 @@ async fn zoho_token(
     body: String,
 ) -> Response {
     let mut fields: HashMap<String, String> = query;
-    for pair in body.split('&').filter(|pair| !pair.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        fields.insert(percent_decode(name), percent_decode(value));
-    }
+    fields.extend(crate::http::form::parse(body.as_bytes()));
     let field = |name: &str| fields.get(name).map(String::as_str);
     let valid = field("grant_type") == Some("refresh_token")
         && field("refresh_token") == Some(accounts.zoho_refresh_token.as_str())
@@ -424,34 +421,6 @@ async fn zoho_token(
         "expires_in": 3600,
     }))
     .into_response()
-}
-
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte).
-fn percent_decode(text: &str) -> String {
-    let hex = |byte: u8| char::from(byte).to_digit(16);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let escaped = (bytes[index] == b'%')
-            .then(|| Some((hex(*bytes.get(index + 1)?)?, hex(*bytes.get(index + 2)?)?)))
-            .flatten();
-        match (bytes[index], escaped) {
-            (_, Some((high, low))) => {
-                out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
-                index += 3;
-            }
-            (b'+', None) => {
-                out.push(b' ');
-                index += 1;
-            }
-            (byte, None) => {
-                out.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn zoho_error(status: StatusCode, code: &str, details: &Value, message: &str) -> Response {

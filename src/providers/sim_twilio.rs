@@ -244,7 +244,7 @@ async fn create_call(
     if let Some(refusal) = state.gate(&account, &headers, &path) {
         return refusal;
     }
-    let params = parse_form(&body);
+    let params = crate::http::form::parse(&body);
     let first = |name: &str| {
         params
             .iter()
@@ -334,7 +334,7 @@ async fn update_call(
         return refusal;
     }
     let sid = call.strip_suffix(".json").unwrap_or_default();
-    let params = parse_form(&body);
+    let params = crate::http::form::parse(&body);
     let first = |name: &str| {
         params
             .iter()
@@ -438,17 +438,6 @@ fn is_endpoint(value: &str) -> bool {
     e164 && north_american_length_ok
 }
 
-/// Decodes an `application/x-www-form-urlencoded` body into ordered pairs.
-fn parse_form(body: &[u8]) -> Vec<(String, String)> {
-    // NOTE: axum's `form` feature is off; a URL's query parser is the same decoder
-    // (`+` is a space, `%XX` escapes), and `reqwest::Url` is already a dependency.
-    let mut url = reqwest::Url::parse("http://form.invalid/").expect("a static, valid url");
-    url.set_query(Some(&String::from_utf8_lossy(body)));
-    url.query_pairs()
-        .map(|(key, value)| (key.into_owned(), value.into_owned()))
-        .collect()
-}
-
 fn not_found(path: &str) -> Response {
     let message = format!("The requested resource {path} was not found");
     twilio_error(StatusCode::NOT_FOUND, 20404, &message)
@@ -471,7 +460,7 @@ mod tests {
 
     #[test]
     fn form_bodies_decode_repeated_keys_and_escapes() {
-        let pairs = parse_form(b"To=%2B14155551212&StatusCallbackEvent=initiated&Twiml=%3CSay%3Ehi+there%3C%2FSay%3E&StatusCallbackEvent=completed");
+        let pairs = crate::http::form::parse(b"To=%2B14155551212&StatusCallbackEvent=initiated&Twiml=%3CSay%3Ehi+there%3C%2FSay%3E&StatusCallbackEvent=completed");
         assert_eq!(pairs[0], ("To".to_owned(), "+14155551212".to_owned()));
         assert_eq!(pairs[2].1, "<Say>hi there</Say>");
         let events: Vec<_> = pairs

@@ -95,7 +95,7 @@ impl TwilioSignature {
         let params = if body_hash.is_some() {
             Vec::new()
         } else {
-            parse_form(body)
+            crate::http::form::parse(body)
         };
 
         // Every candidate is compared, so timing reveals neither which URL form nor which token
@@ -220,65 +220,10 @@ fn default_port(scheme: &str) -> Option<u16> {
 fn query_param(url: &str, name: &str) -> Option<String> {
     let before_fragment = url.split('#').next().unwrap_or_default();
     let (_, query) = before_fragment.split_once('?')?;
-    parse_form(query.as_bytes())
+    crate::http::form::parse(query.as_bytes())
         .into_iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value)
-}
-
-/// Parses `application/x-www-form-urlencoded` bytes as browsers and web frameworks do (WHATWG URL
-/// standard, "application/x-www-form-urlencoded parsing"): pairs split on `&`, empty pieces
-/// skipped, name and value split at the first `=` (none means an empty value), `+` is a space,
-/// `%XX` a byte, a `%` not followed by two hex digits stays as it is, and bytes that are not
-/// UTF-8 become U+FFFD. Order and repeats are kept.
-fn parse_form(bytes: &[u8]) -> Vec<(String, String)> {
-    bytes
-        .split(|&byte| byte == b'&')
-        .filter(|piece| !piece.is_empty())
-        .map(|piece| {
-            let (name, value) = match piece.iter().position(|&byte| byte == b'=') {
-                Some(equals) => (&piece[..equals], &piece[equals + 1..]),
-                None => (piece, &[][..]),
-            };
-            (form_decode(name), form_decode(value))
-        })
-        .collect()
-}
-
-/// Decodes one form-encoded name or value (see [`parse_form`]).
-fn form_decode(encoded: &[u8]) -> String {
-    let mut decoded = Vec::with_capacity(encoded.len());
-    let mut rest = encoded;
-    while let Some((&first, tail)) = rest.split_first() {
-        match (first, tail) {
-            (b'+', _) => {
-                decoded.push(b' ');
-                rest = tail;
-            }
-            (b'%', [high, low, after @ ..]) => match hex_byte(*high, *low) {
-                Some(byte) => {
-                    decoded.push(byte);
-                    rest = after;
-                }
-                None => {
-                    decoded.push(b'%');
-                    rest = tail;
-                }
-            },
-            (other, _) => {
-                decoded.push(other);
-                rest = tail;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
-}
-
-/// The byte two hex digits spell, either case.
-fn hex_byte(high: u8, low: u8) -> Option<u8> {
-    let high = char::from(high).to_digit(16)?;
-    let low = char::from(low).to_digit(16)?;
-    u8::try_from(high * 16 + low).ok()
 }
 
 /// Lowercase hex, the form Twilio uses for `bodySHA256`.
