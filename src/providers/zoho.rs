@@ -21,10 +21,10 @@ use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde_json::{Map, Value};
 
-use crate::crypto::{self, Keyring};
+use crate::crypto::Keyring;
 use crate::secret::Secret;
 use crate::settings::ZohoSettings;
-use crate::store::{Store, credentials};
+use crate::store::Store;
 use crate::tenancy::directory::TenantSnapshot;
 use crate::tenancy::oauth::{self, OAuthError, TokenSet};
 
@@ -92,7 +92,7 @@ impl ZohoRecords {
             ));
         }
         let tenant = client.id;
-        let token = oauth::access_token(
+        let token = oauth::token_set(
             &self.store,
             &self.keyring,
             tenant,
@@ -108,12 +108,13 @@ impl ZohoRecords {
             }
             other => ZohoError::NotConnected(other.to_string()),
         })?;
-        let api_domain = self.api_domain(client).await?;
+        let api_domain = api_domain(client, token.fields.expose());
         let url = format!("{}/crm/v8/{module}/{id}", api_domain.trim_end_matches('/'));
         let mut authorization =
-            HeaderValue::from_str(&format!("Zoho-oauthtoken {}", token.expose())).map_err(
-                |_| ZohoError::NotConnected("the stored token is not header text".to_owned()),
-            )?;
+            HeaderValue::from_str(&format!("Zoho-oauthtoken {}", token.access_token.expose()))
+                .map_err(|_| {
+                    ZohoError::NotConnected("the stored token is not header text".to_owned())
+                })?;
         authorization.set_sensitive(true);
         let response = self
             .http
@@ -150,42 +151,6 @@ impl ZohoRecords {
                 status.as_u16()
             ))),
         }
-    }
-
-    /// The operator's `api_domain`, else the token set's when it is Zoho's, else the default.
-    async fn api_domain(&self, client: &TenantSnapshot) -> Result<String, ZohoError> {
-        let configured = client
-            .configuration
-            .providers
-            .get("zoho")
-            .and_then(|zoho| zoho.get("api_domain"))
-            .and_then(Value::as_str);
-        if let Some(domain) = configured {
-            return Ok(domain.to_owned());
-        }
-        let unavailable = |error: sqlx::Error| ZohoError::Unavailable(format!("database: {error}"));
-        let mut tx = self
-            .store
-            .begin_tenant(client.id)
-            .await
-            .map_err(unavailable)?;
-        let stored = credentials::get(&mut tx, client.id, OAUTH_KIND)
-            .await
-            .map_err(unavailable)?;
-        tx.rollback().await.map_err(unavailable)?;
-        let from_token = stored
-            .and_then(|stored| {
-                crypto::open(&self.keyring, client.id, OAUTH_KIND, &stored.sealed).ok()
-            })
-            .and_then(|plaintext| serde_json::from_str::<Value>(plaintext.expose()).ok())
-            .and_then(|tokens| {
-                tokens
-                    .get("api_domain")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .filter(|domain| super::health::is_zoho_api_domain(domain));
-        Ok(from_token.unwrap_or_else(|| DEFAULT_API_DOMAIN.to_owned()))
     }
 
     /// Exchanges the refresh token for a new access token. Error texts never carry a token;
@@ -244,6 +209,24 @@ impl ZohoRecords {
             extra: Secret::new(extra),
         })
     }
+}
+
+/// The operator's `api_domain`, else the token set's when it is Zoho's, else the default.
+fn api_domain(client: &TenantSnapshot, tokens: &Map<String, Value>) -> String {
+    let configured = client
+        .configuration
+        .providers
+        .get("zoho")
+        .and_then(|zoho| zoho.get("api_domain"))
+        .and_then(Value::as_str);
+    let from_token = tokens
+        .get("api_domain")
+        .and_then(Value::as_str)
+        .filter(|domain| super::health::is_zoho_api_domain(domain));
+    configured
+        .or(from_token)
+        .unwrap_or(DEFAULT_API_DOMAIN)
+        .to_owned()
 }
 
 /// Zoho's error `code` (`{"code": "INVALID_TOKEN", …}`), or `unknown`.

@@ -94,6 +94,13 @@ struct StoredTokens {
 }
 
 impl StoredTokens {
+    fn into_access_token(self) -> AccessToken {
+        AccessToken {
+            access_token: self.access_token,
+            fields: Secret::new(self.fields),
+        }
+    }
+
     /// Returns true when the access token is valid for longer than `skew` from `now`; a token
     /// without a known expiry is treated as expired.
     fn is_fresh(&self, now: DateTime<Utc>, skew: chrono::Duration) -> bool {
@@ -102,6 +109,14 @@ impl StoredTokens {
         };
         self.expires_at.is_some_and(|expiry| expiry > limit)
     }
+}
+
+/// A valid access token with every field of its stored token set (e.g. Zoho's `api_domain`).
+pub struct AccessToken {
+    /// The access token.
+    pub access_token: Secret<String>,
+    /// Every stored field, tokens included.
+    pub fields: Secret<Map<String, Value>>,
 }
 
 /// Returns a valid access token of `(tenant, kind)`, refreshing it with `refresh` when it
@@ -123,13 +138,32 @@ where
     Fut: Future<Output = Result<TokenSet, E>>,
     E: std::fmt::Display,
 {
+    token_set(store, keyring, tenant, kind, skew, refresh)
+        .await
+        .map(|token| token.access_token)
+}
+
+/// [`access_token`], with the token set's other stored fields, read in the same pass.
+pub async fn token_set<F, Fut, E>(
+    store: &Store,
+    keyring: &Keyring,
+    tenant: TenantId,
+    kind: &str,
+    skew: Duration,
+    refresh: F,
+) -> Result<AccessToken, OAuthError>
+where
+    F: FnOnce(Secret<String>) -> Fut,
+    Fut: Future<Output = Result<TokenSet, E>>,
+    E: std::fmt::Display,
+{
     let skew = chrono::Duration::from_std(skew).unwrap_or(chrono::Duration::MAX);
     let mut transaction = store.begin_tenant(tenant).await?;
     let stored = credentials::get(&mut transaction, tenant, kind).await?;
     transaction.rollback().await?;
     let stored = read(keyring, tenant, kind, stored)?;
     if stored.is_fresh(Utc::now(), skew) {
-        return Ok(stored.access_token);
+        return Ok(stored.into_access_token());
     }
 
     let mut transaction = store.begin_tenant(tenant).await?;
@@ -140,7 +174,7 @@ where
     let stored = read(keyring, tenant, kind, locked)?;
     if stored.is_fresh(Utc::now(), skew) {
         transaction.rollback().await?;
-        return Ok(stored.access_token);
+        return Ok(stored.into_access_token());
     }
     let Some(refresh_token) = stored.refresh_token.clone() else {
         return Err(OAuthError::NoRefreshToken {
@@ -153,7 +187,8 @@ where
             kind: kind.to_owned(),
             reason: error.to_string(),
         })?;
-    let plaintext = merged(stored, &tokens);
+    let fields = merged(stored, &tokens);
+    let plaintext = Secret::new(Value::Object(fields.clone()).to_string());
     let sealed = crypto::seal(keyring, tenant, kind, &plaintext);
     credentials::put(
         &mut transaction,
@@ -171,7 +206,10 @@ where
         expires_at = %tokens.expires_at,
         "oauth token refreshed"
     );
-    Ok(tokens.access_token)
+    Ok(AccessToken {
+        access_token: tokens.access_token,
+        fields: Secret::new(fields),
+    })
 }
 
 /// Opens and parses a stored token set.
@@ -240,7 +278,7 @@ fn parse(
 }
 
 /// Returns the stored fields updated with a refresh's tokens and extra fields.
-fn merged(stored: StoredTokens, tokens: &TokenSet) -> Secret<String> {
+fn merged(stored: StoredTokens, tokens: &TokenSet) -> Map<String, Value> {
     let mut fields = stored.fields;
     for (name, value) in tokens.extra.expose() {
         fields.insert(name.clone(), value.clone());
@@ -267,7 +305,7 @@ fn merged(stored: StoredTokens, tokens: &TokenSet) -> Secret<String> {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         ),
     );
-    Secret::new(Value::Object(fields).to_string())
+    fields
 }
 
 #[cfg(test)]
@@ -298,7 +336,7 @@ mod tests {
             expires_at: DateTime::from_timestamp(1_900_000_000, 0).unwrap(),
             extra: Secret::new(Map::new()),
         };
-        let merged: Value = serde_json::from_str(merged(stored, &tokens).expose()).unwrap();
+        let merged = Value::Object(merged(stored, &tokens));
         assert_eq!(merged["access_token"], "a2");
         assert_eq!(
             merged["refresh_token"], "r1",
