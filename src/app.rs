@@ -131,7 +131,6 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals()?;
-    let store_for_sweeps = store.clone();
     let metrics = Metrics::default();
     for spec in &selected {
         metrics.stage(&spec.name);
@@ -191,23 +190,19 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
         http::with_fallback(http::with_request_counts(router, metrics)),
         shutdown.clone(),
     ));
+    // Claims belong to stages; dedupe records and idempotency keys to the lead path.
+    let mut swept = Vec::new();
     if !selected.is_empty() {
-        let retention = Duration::from_secs(settings.runner.claim_retention_hours * 3_600);
-        tasks.spawn(sweep_claims(
-            runtime.store.clone(),
-            retention,
-            shutdown.clone(),
-        ));
+        let hours = i64::try_from(settings.runner.claim_retention_hours).unwrap_or(14 * 24);
+        swept.push((Swept::Claims, chrono::Duration::hours(hours)));
     }
     if !selected.is_empty() || matches!(role, Role::All | Role::Ingress) {
-        tasks.spawn(sweep_ingress_records(
-            store_for_sweeps,
-            settings.dedupe.horizon(),
-            chrono::Duration::hours(
-                i64::try_from(settings.ingress.idempotency_retention_hours).unwrap_or(48),
-            ),
-            shutdown.clone(),
-        ));
+        let hours = i64::try_from(settings.ingress.idempotency_retention_hours).unwrap_or(48);
+        swept.push((Swept::LeadDedupe, settings.dedupe.horizon()));
+        swept.push((Swept::IdempotencyKeys, chrono::Duration::hours(hours)));
+    }
+    if !swept.is_empty() {
+        tasks.spawn(sweep_hourly(runtime.store.clone(), swept, shutdown.clone()));
     }
     for spec in selected {
         let descriptor = stages::find(&spec.name)
@@ -231,79 +226,54 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     failure.map_or(Ok(()), Err)
 }
 
-/// Claims deleted per statement, so a sweep never holds long locks.
+/// Rows deleted per statement, so a sweep never holds long locks.
 const SWEEP_BATCH: i64 = 10_000;
 
-/// Deletes idempotency claims older than `retention`, hourly, until shutdown.
-///
-/// Several processes may sweep at once: rows are taken with `SKIP LOCKED`. Failures are
-/// logged and retried next hour; they never stop the process.
-async fn sweep_claims(store: Store, retention: Duration, shutdown: Shutdown) -> anyhow::Result<()> {
-    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(14));
-    loop {
-        let cutoff = chrono::Utc::now() - retention;
-        let mut total = 0;
-        loop {
-            let swept = match store.begin_platform().await {
-                Ok(mut tx) => {
-                    let swept =
-                        crate::store::processed_events::sweep(&mut tx, cutoff, SWEEP_BATCH).await;
-                    match swept {
-                        Ok(count) => tx.commit().await.map(|()| count),
-                        Err(error) => Err(error),
-                    }
-                }
-                Err(error) => Err(error),
-            };
-            match swept {
-                Ok(count) => {
-                    total += count;
-                    if count < SWEEP_BATCH as u64 || shutdown.is_triggered() {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "claim sweep failed; retrying next hour");
-                    break;
-                }
+/// A table whose rows older than a retention are deleted hourly.
+#[derive(Clone, Copy, Debug)]
+enum Swept {
+    /// `processed_events`: the runner's idempotency claims.
+    Claims,
+    /// `lead_dedupe`: the dedupe stage's record, kept for the dedupe horizon.
+    LeadDedupe,
+    /// `idempotency_keys`: `Idempotency-Key`s of `POST /v1/calls`.
+    IdempotencyKeys,
+}
+
+impl Swept {
+    /// Deletes up to [`SWEEP_BATCH`] rows older than `cutoff`; returns how many.
+    async fn delete_batch(
+        self,
+        conn: &mut sqlx::PgConnection,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, sqlx::Error> {
+        match self {
+            Self::Claims => crate::store::processed_events::sweep(conn, cutoff, SWEEP_BATCH).await,
+            Self::LeadDedupe => crate::store::lead_dedupe::sweep(conn, cutoff, SWEEP_BATCH).await,
+            Self::IdempotencyKeys => {
+                crate::store::idempotency_keys::sweep(conn, cutoff, SWEEP_BATCH).await
             }
-        }
-        if total > 0 {
-            tracing::info!(deleted = total, %cutoff, "swept old idempotency claims");
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(Duration::from_secs(3_600)) => {}
         }
     }
 }
 
-/// Deletes lead dedupe records older than the dedupe horizon and idempotency keys older than
-/// their retention, hourly, until shutdown (same batching and failure rules as the claims).
-async fn sweep_ingress_records(
+/// Deletes each table's rows older than its retention, hourly, until shutdown.
+///
+/// Several processes may sweep at once: rows are taken with `SKIP LOCKED`. Failures are
+/// logged and retried next hour; they never stop the process.
+async fn sweep_hourly(
     store: Store,
-    horizon: chrono::Duration,
-    idempotency_retention: chrono::Duration,
+    tables: Vec<(Swept, chrono::Duration)>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     loop {
-        let now = chrono::Utc::now();
-        let mut total = 0;
-        for table in ["lead_dedupe", "idempotency_keys"] {
+        for &(table, retention) in &tables {
+            let cutoff = chrono::Utc::now() - retention;
+            let mut total = 0;
             loop {
                 let swept = async {
                     let mut tx = store.begin_platform().await?;
-                    let count = if table == "lead_dedupe" {
-                        crate::store::lead_dedupe::sweep(&mut tx, now - horizon, SWEEP_BATCH)
-                            .await?
-                    } else {
-                        crate::store::idempotency_keys::sweep(
-                            &mut tx,
-                            now - idempotency_retention,
-                            SWEEP_BATCH,
-                        )
-                        .await?
-                    };
+                    let count = table.delete_batch(&mut tx, cutoff).await?;
                     tx.commit().await?;
                     Ok::<u64, sqlx::Error>(count)
                 }
@@ -316,17 +286,14 @@ async fn sweep_ingress_records(
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(%error, table, "ingress sweep failed; retrying next hour");
+                        tracing::warn!(%error, ?table, "sweep failed; retrying next hour");
                         break;
                     }
                 }
             }
-        }
-        if total > 0 {
-            tracing::info!(
-                deleted = total,
-                "swept old dedupe records and idempotency keys"
-            );
+            if total > 0 {
+                tracing::info!(deleted = total, ?table, %cutoff, "swept old rows");
+            }
         }
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
