@@ -38,7 +38,7 @@ use crate::bus::envelope::BusMessage;
 use crate::events::lead::{LeadSource, TenantKey};
 use crate::ids::TenantId;
 use crate::ingress::Ingress;
-use crate::ingress::limits::read_body;
+use crate::ingress::limits::{read_body, refuse_declared_over};
 use crate::ingress::publish::{Accepted, lead_message, publish_lead, publish_messages};
 use crate::ingress::webhooks::normalize_error;
 use crate::normalize::{self, CallRequest, NormalizedLead};
@@ -179,12 +179,31 @@ pub struct BulkResult {
 
 impl BulkResult {
     fn of(results: Vec<BulkLeadResult>) -> Self {
-        let count = |status: &str| results.iter().filter(|r| r.status == status).count();
+        let mut totals = Totals::default();
+        results.iter().for_each(|result| totals.add(result));
         Self {
-            accepted: count("accepted"),
-            rejected: count("rejected"),
-            unavailable: count("unavailable"),
+            accepted: totals.accepted,
+            rejected: totals.rejected,
+            unavailable: totals.unavailable,
             results,
+        }
+    }
+}
+
+/// How many leads of an upload got each answer (the NDJSON summary line).
+#[derive(Debug, Default, Serialize)]
+struct Totals {
+    accepted: usize,
+    rejected: usize,
+    unavailable: usize,
+}
+
+impl Totals {
+    fn add(&mut self, result: &BulkLeadResult) {
+        match result.status {
+            "accepted" => self.accepted += 1,
+            "rejected" => self.rejected += 1,
+            _ => self.unavailable += 1,
         }
     }
 }
@@ -225,13 +244,7 @@ pub async fn bulk_leads(
         return Err(ApiError::NotFound);
     }
     let max_bytes = ingress.settings.bulk_max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|text| text.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > max_bytes as u64) {
-        return Err(ApiError::PayloadTooLarge);
-    }
+    refuse_declared_over(&headers, max_bytes)?;
     let snapshot = ingress.directory.tenant(tenant).await?;
     ingress.admit(tenant, snapshot.as_deref())?;
     if !ingress.bus.is_connected() {
@@ -327,17 +340,12 @@ fn stream_answers(
 ) -> Response {
     let (lines, receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
-        let mut totals = [0usize; 3];
+        let mut totals = Totals::default();
         for mut chunk in chunks(answers) {
             publish_chunk(&ingress, &mut chunk).await;
             let mut text = String::new();
             for (result, _) in &chunk {
-                let slot = match result.status {
-                    "accepted" => 0,
-                    "rejected" => 1,
-                    _ => 2,
-                };
-                totals[slot] += 1;
+                totals.add(result);
                 text.push_str(&serde_json::to_string(result).unwrap_or_default());
                 text.push('\n');
             }
@@ -345,9 +353,7 @@ fn stream_answers(
             // the upload is still published (and deduplicated if it is sent again).
             lines.send(Bytes::from(text)).await.ok();
         }
-        let summary = serde_json::json!({
-            "accepted": totals[0], "rejected": totals[1], "unavailable": totals[2]
-        });
+        let summary = serde_json::to_string(&totals).unwrap_or_default();
         lines.send(Bytes::from(format!("{summary}\n"))).await.ok();
     });
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
