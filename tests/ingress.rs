@@ -199,16 +199,7 @@ async fn every_source_becomes_one_resolved_lead_with_every_field() {
         "{}",
         response.text().await.unwrap()
     );
-    let mapping: FieldMapping = serde_json::from_value(json!({
-        "phone": "/data/contact/phone", "name": "/data/contact/name",
-        "first_name": "/data/contact/first", "last_name": "/data/contact/last",
-        "email": "/data/contact/email", "timezone": "/data/tz",
-        "external_id": "/data/lead_id", "event_id": "/event/id",
-        "tags": "/data/labels", "campaign_id": "/data/campaign",
-        "occurred_at": "/event/created_at",
-        "custom_fields": {"service": "/data/answers/service", "budget": "/data/answers/budget"}
-    }))
-    .unwrap();
+    let mapping: FieldMapping = serde_json::from_value(harness::field_mapping()).unwrap();
     let lead = normalize::custom(custom.as_bytes(), &mapping).unwrap();
     expectations.push((
         lead.dedupe_key.clone(),
@@ -728,24 +719,7 @@ async fn bad_leads_are_rejected_with_their_reason_where_the_tenant_sees_them() {
         caller::events::lead::LeadSource::Bulk
     );
 
-    let letters: Value = harness
-        .http
-        .get(harness.url(&format!(
-            "/v1/clients/{client}/dead-letters?stage=resolve_tenant"
-        )))
-        .bearer_auth(&harness.tenant_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let reasons: Vec<&str> = letters
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["reason"].as_str().unwrap())
-        .collect();
+    let (letters, reasons) = harness.dead_letters("?stage=resolve_tenant").await;
     assert_eq!(reasons.len(), 2, "{letters}");
     assert!(
         reasons.iter().any(|r| r.contains("opted out")),
@@ -899,22 +873,7 @@ async fn a_zoho_notification_becomes_the_lead_of_the_record_it_names() {
     assert!(expiry.unwrap() > Utc::now());
 
     // The record Zoho does not have is a dead letter naming it.
-    let letters: Value = harness
-        .http
-        .get(harness.url(&format!("/v1/clients/{tenant}/dead-letters")))
-        .bearer_auth(&harness.tenant_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let reasons: Vec<&str> = letters
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["reason"].as_str().unwrap())
-        .collect();
+    let (_, reasons) = harness.dead_letters("").await;
     assert_eq!(
         reasons,
         ["Zoho has no Leads record 4876876000009999999 (deleted since the notification?)"]

@@ -219,6 +219,29 @@ impl Harness {
         panic!("fewer than {count} resolved leads after 10 s");
     }
 
+    /// The tenant's dead letters as the API lists them (`query` e.g. `?stage=resolve_tenant`),
+    /// and their reasons.
+    pub async fn dead_letters(&self, query: &str) -> (Value, Vec<String>) {
+        let path = format!("/v1/clients/{}/dead-letters{query}", self.tenant);
+        let letters: Value = self
+            .http
+            .get(self.url(&path))
+            .bearer_auth(&self.tenant_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let reasons = letters
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|letter| letter["reason"].as_str().unwrap().to_owned())
+            .collect();
+        (letters, reasons)
+    }
+
     /// Replaces the NATS server (same port and store) after it was killed.
     pub async fn restart_nats(&mut self, store: tempfile::TempDir, port: u16) {
         self.env.nats = NatsServer::start_on(port, store).await;
@@ -295,15 +318,7 @@ async fn onboard(env: &TestEnv, sim_base: &str, sim: &SimAccounts) -> (TenantId,
             "providers": {
                 "gohighlevel": {"location_id": LOCATION},
                 "zoho": {"org_id": "60012345678", "channel_id": "1000000068001", "api_domain": sim_base},
-                "custom": {"field_mapping": {
-                    "phone": "/data/contact/phone", "name": "/data/contact/name",
-                    "first_name": "/data/contact/first", "last_name": "/data/contact/last",
-                    "email": "/data/contact/email", "timezone": "/data/tz",
-                    "external_id": "/data/lead_id", "event_id": "/event/id",
-                    "tags": "/data/labels", "campaign_id": "/data/campaign",
-                    "occurred_at": "/event/created_at",
-                    "custom_fields": {"service": "/data/answers/service", "budget": "/data/answers/budget"}
-                }}
+                "custom": {"field_mapping": field_mapping()}
             }
         },
         "credentials": {
@@ -341,6 +356,20 @@ async fn onboard(env: &TestEnv, sim_base: &str, sim: &SimAccounts) -> (TenantId,
     .unwrap();
     tx.commit().await.unwrap();
     (client.id, key.text.expose().clone())
+}
+
+/// The tenant's custom webhook field mapping: where `schemas/webhooks/custom/lead.json` keeps
+/// each field.
+pub fn field_mapping() -> Value {
+    json!({
+        "phone": "/data/contact/phone", "name": "/data/contact/name",
+        "first_name": "/data/contact/first", "last_name": "/data/contact/last",
+        "email": "/data/contact/email", "timezone": "/data/tz",
+        "external_id": "/data/lead_id", "event_id": "/event/id",
+        "tags": "/data/labels", "campaign_id": "/data/campaign",
+        "occurred_at": "/event/created_at",
+        "custom_fields": {"service": "/data/answers/service", "budget": "/data/answers/budget"}
+    })
 }
 
 /// Returns `path` under the repository's `schemas/webhooks/`.
