@@ -9,7 +9,8 @@
 //!   do-not-call or opt-out list; the Zoho record a notification names is gone, or the
 //!   client's Zoho connection is unusable (Zoho unavailable: retried).
 //! - Writes: nothing besides the runner's claim. Reads the tenant directory (cached) and the
-//!   tenant's `call_blocklist` (in its own read-only transaction under the tenant).
+//!   tenant's `call_blocklist` (in the claim's transaction, or in its own under the tenant when
+//!   the lead arrived under the platform tenant).
 //! - External calls: for a Zoho notification, reads the record it names from Zoho (a read:
 //!   safe to repeat; a token refresh is single-flight, see `tenancy::oauth`).
 //!
@@ -99,7 +100,11 @@ impl Stage for ResolveTenant {
             },
         };
 
-        let lists = {
+        let lists = if input.meta.tenant_id == tenant {
+            // The claim's transaction already runs as this tenant (most leads: ingress knew it).
+            call_blocklist::lists_of(cx.tx, tenant, &phone).await?
+        } else {
+            // It runs as the platform tenant, whose row-level security hides the tenant's lists.
             let mut tx = self.store.begin_tenant(tenant).await?;
             let lists = call_blocklist::lists_of(&mut tx, tenant, &phone).await?;
             tx.commit().await?;
