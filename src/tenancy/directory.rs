@@ -84,6 +84,15 @@ pub struct WebhookSecrets {
     pub custom: Option<StandardWebhooks>,
 }
 
+/// A provider's key that one client claims in its configuration.
+#[derive(Clone, Copy, Debug)]
+enum ClaimedKey {
+    /// `providers.gohighlevel.location_id`.
+    GohighlevelLocation,
+    /// `providers.zoho.org_id`.
+    ZohoOrg,
+}
+
 #[derive(Debug)]
 struct Entry<T> {
     value: T,
@@ -145,21 +154,20 @@ impl Directory {
         &self,
         location_id: &str,
     ) -> Result<Option<TenantId>, sqlx::Error> {
-        self.by_key(format!("gohighlevel:{location_id}"), location_id, true)
+        self.by_key(ClaimedKey::GohighlevelLocation, location_id)
             .await
     }
 
     /// Returns the tenant that claims Zoho organization `org_id`.
     pub async fn by_zoho_org(&self, org_id: &str) -> Result<Option<TenantId>, sqlx::Error> {
-        self.by_key(format!("zoho:{org_id}"), org_id, false).await
+        self.by_key(ClaimedKey::ZohoOrg, org_id).await
     }
 
-    async fn by_key(
-        &self,
-        cache_key: String,
-        value: &str,
-        gohighlevel: bool,
-    ) -> Result<Option<TenantId>, sqlx::Error> {
+    async fn by_key(&self, kind: ClaimedKey, value: &str) -> Result<Option<TenantId>, sqlx::Error> {
+        let cache_key = match kind {
+            ClaimedKey::GohighlevelLocation => format!("gohighlevel:{value}"),
+            ClaimedKey::ZohoOrg => format!("zoho:{value}"),
+        };
         let generation = {
             let cache = self.cache.lock().expect("directory lock");
             if let Some(entry) = cache.keys.get(&cache_key)
@@ -171,10 +179,11 @@ impl Directory {
         };
         // Platform mode: the tenant is what we are looking for.
         let mut tx = self.store.begin_platform().await?;
-        let found = if gohighlevel {
-            tenants::find_by_gohighlevel_location(&mut tx, value).await?
-        } else {
-            tenants::find_by_zoho_org(&mut tx, value).await?
+        let found = match kind {
+            ClaimedKey::GohighlevelLocation => {
+                tenants::find_by_gohighlevel_location(&mut tx, value).await?
+            }
+            ClaimedKey::ZohoOrg => tenants::find_by_zoho_org(&mut tx, value).await?,
         };
         tx.commit().await?;
         let mut cache = self.cache.lock().expect("directory lock");
