@@ -98,6 +98,26 @@ pub struct UnknownName {
     input: String,
 }
 
+/// `Display` as the name, and `FromStr` from it (an [`UnknownName`] naming `$kind`), for an
+/// enum with `ALL` and `as_str`.
+macro_rules! named {
+    ($type:ty, $kind:literal) => {
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $type {
+            type Err = UnknownName;
+
+            fn from_str(input: &str) -> Result<Self, Self::Err> {
+                parse_name(&Self::ALL, Self::as_str, $kind, input)
+            }
+        }
+    };
+}
+
 fn parse_name<T: Copy>(
     all: &[T],
     name: fn(T) -> &'static str,
@@ -286,19 +306,7 @@ impl CallState {
     }
 }
 
-impl fmt::Display for CallState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for CallState {
-    type Err = UnknownName;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        parse_name(&Self::ALL, Self::as_str, "call state", input)
-    }
-}
+named!(CallState, "call state");
 
 /// The state of one dial (`call_attempts.state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -459,19 +467,7 @@ impl AttemptState {
     }
 }
 
-impl fmt::Display for AttemptState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AttemptState {
-    type Err = UnknownName;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        parse_name(&Self::ALL, Self::as_str, "call attempt state", input)
-    }
-}
+named!(AttemptState, "call attempt state");
 
 /// Twilio's `CallStatus` of a status callback, spelled as Twilio spells it (`in-progress`,
 /// `no-answer`, `canceled`).
@@ -539,19 +535,7 @@ impl ProviderStatus {
     }
 }
 
-impl fmt::Display for ProviderStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ProviderStatus {
-    type Err = UnknownName;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        parse_name(&Self::ALL, Self::as_str, "twilio call status", input)
-    }
-}
+named!(ProviderStatus, "twilio call status");
 
 /// Twilio's answering machine detection result (`AnsweredBy`).
 ///
@@ -609,19 +593,7 @@ impl AnsweredBy {
     }
 }
 
-impl fmt::Display for AnsweredBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AnsweredBy {
-    type Err = UnknownName;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        parse_name(&Self::ALL, Self::as_str, "twilio answered-by result", input)
-    }
-}
+named!(AnsweredBy, "twilio answered-by result");
 
 /// Why a call or attempt failed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
