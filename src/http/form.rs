@@ -1,6 +1,6 @@
-//! `application/x-www-form-urlencoded` bodies, decoded leniently: for verifying what a sender
-//! signed (Twilio) and for the simulators. Strict decoding that reports bad fields is the
-//! normalizers' (`normalize::zoho`).
+//! `application/x-www-form-urlencoded` bodies: [`parse`] decodes leniently, for verifying what
+//! a sender signed (Twilio) and for the simulators; [`decode`] is the byte decoder that the
+//! strict normalizer (`normalize::zoho`, which names fields that are not UTF-8) shares.
 
 /// Parses `application/x-www-form-urlencoded` bytes as browsers and web frameworks do (WHATWG URL
 /// standard, "application/x-www-form-urlencoded parsing"): pairs split on `&`, empty pieces
@@ -16,13 +16,19 @@ pub fn parse(bytes: &[u8]) -> Vec<(String, String)> {
                 Some(equals) => (&piece[..equals], &piece[equals + 1..]),
                 None => (piece, &[][..]),
             };
-            (form_decode(name), form_decode(value))
+            (lossy(name), lossy(value))
         })
         .collect()
 }
 
-/// Decodes one form-encoded name or value (see [`parse`]).
-fn form_decode(encoded: &[u8]) -> String {
+/// Decodes one form-encoded name or value, bytes that are not UTF-8 as U+FFFD.
+fn lossy(encoded: &[u8]) -> String {
+    String::from_utf8_lossy(&decode(encoded)).into_owned()
+}
+
+/// Decodes one form-encoded name or value into bytes: `+` is a space, `%XX` a byte, a `%` not
+/// followed by two hex digits stays as it is.
+pub fn decode(encoded: &[u8]) -> Vec<u8> {
     let mut decoded = Vec::with_capacity(encoded.len());
     let mut rest = encoded;
     while let Some((&first, tail)) = rest.split_first() {
@@ -47,7 +53,7 @@ fn form_decode(encoded: &[u8]) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&decoded).into_owned()
+    decoded
 }
 
 /// The byte two hex digits spell, either case.

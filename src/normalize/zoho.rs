@@ -214,34 +214,7 @@ fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, NormalizeError> {
 }
 
 fn percent_decode(raw: &[u8]) -> Option<String> {
-    fn hex_digit(byte: u8) -> Option<u8> {
-        char::from(byte)
-            .to_digit(16)
-            .and_then(|digit| u8::try_from(digit).ok())
-    }
-    let mut decoded = Vec::with_capacity(raw.len());
-    let mut index = 0;
-    while let Some(&byte) = raw.get(index) {
-        let escaped = match (byte, raw.get(index + 1), raw.get(index + 2)) {
-            (b'%', Some(&high), Some(&low)) => hex_digit(high).zip(hex_digit(low)),
-            _ => None,
-        };
-        match (byte, escaped) {
-            (_, Some((high, low))) => {
-                decoded.push(high * 16 + low);
-                index += 3;
-            }
-            (b'+', None) => {
-                decoded.push(b' ');
-                index += 1;
-            }
-            (other, None) => {
-                decoded.push(other);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8(decoded).ok()
+    String::from_utf8(crate::http::form::decode(raw)).ok()
 }
 
 /// A Zoho CRM notification callback: which records changed, not what they hold.
