@@ -28,6 +28,7 @@ pub mod commands;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod hex;
 pub mod http;
 pub mod ids;
 pub mod ingress;

@@ -82,8 +82,7 @@ pub fn dead_letter_message(
             }
             hasher.update(&original.payload);
             let digest = hasher.finalize();
-            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-            format!("dlq.{stage}.content.{hex}")
+            format!("dlq.{stage}.content.{}", crate::hex::encode(&digest[..16]))
         }
     };
     let one_line: String = reason

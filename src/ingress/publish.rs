@@ -39,8 +39,7 @@ pub fn message_id(lead: &LeadReceived) -> String {
         hasher.update(part);
     }
     let digest = hasher.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("lead-{hex}")
+    format!("lead-{}", crate::hex::encode(&digest[..16]))
 }
 
 /// Encodes a lead for `tenant` (the platform tenant while it is unknown), with its

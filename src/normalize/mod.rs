@@ -46,7 +46,6 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 pub use api::{CallRequest, api_call};
 pub use custom::{FieldMapping, custom};
@@ -199,7 +198,7 @@ impl NormalizedLead {
         });
         let mut canonical = String::new();
         write_canonical(&document, &mut canonical);
-        format!("sha256:{}", sha256_hex(canonical.as_bytes()))
+        format!("sha256:{}", crate::hex::sha256(canonical.as_bytes()))
     }
 
     fn compute_dedupe_key(&self) -> String {
@@ -207,7 +206,11 @@ impl NormalizedLead {
             Some(id) if id.chars().count() <= MAX_EVENT_ID_IN_KEY => {
                 format!("{}:{id}", self.source)
             }
-            Some(id) => format!("{}:sha256:{}", self.source, sha256_hex(id.as_bytes())),
+            Some(id) => format!(
+                "{}:sha256:{}",
+                self.source,
+                crate::hex::sha256(id.as_bytes())
+            ),
             None => self.content_hash(),
         }
     }
@@ -532,18 +535,6 @@ fn write_canonical(value: &Value, out: &mut String) {
         }
         scalar => out.push_str(&scalar.to_string()),
     }
-}
-
-/// Returns the lowercase hex SHA-256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(2 * digest.len());
-    for byte in digest {
-        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    hex
 }
 
 #[cfg(test)]

@@ -79,10 +79,7 @@ impl fmt::Display for Scope {
 
 fn checksum(body: &str) -> String {
     let digest = Sha256::digest(format!("{PREFIX}{body}").as_bytes());
-    digest[..CHECKSUM_CHARS / 2]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::encode(&digest[..CHECKSUM_CHARS / 2])
 }
 
 /// A freshly generated key: its text (shown once) and what is stored.

@@ -4,7 +4,6 @@
 //! that JSON: a credential's state is its kind, key id and a digest of its ciphertext.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// Who performs a management change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,10 +29,7 @@ pub fn digest<T: Serialize>(state: &T) -> String {
     // serde_json's map is ordered by key, so equal states always serialize identically.
     let value = serde_json::to_value(state).unwrap_or(serde_json::Value::Null);
     let bytes = serde_json::to_vec(&value).unwrap_or_default();
-    Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::hex::sha256(&bytes)
 }
 
 #[cfg(test)]

@@ -37,7 +37,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
 use super::{BASE64, KeyError, VerifyError, header};
@@ -111,7 +110,7 @@ impl TwilioSignature {
             return Err(VerifyError::BadSignature);
         }
         if let Some(expected) = body_hash {
-            let actual = hex_lower(&Sha256::digest(body));
+            let actual = crate::hex::sha256(body);
             // The signature covers the hash, not this body: a mismatch means the body is not the
             // one Twilio signed.
             if !bool::from(actual.as_bytes().ct_eq(expected.as_bytes())) {
@@ -224,17 +223,6 @@ fn query_param(url: &str, name: &str) -> Option<String> {
         .into_iter()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value)
-}
-
-/// Lowercase hex, the form Twilio uses for `bodySHA256`.
-fn hex_lower(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    hex
 }
 
 #[cfg(test)]

@@ -367,7 +367,7 @@ fn a_json_body_verifies_against_its_body_sha256() {
     for (url, signature, body) in cases {
         assert_eq!(wh.verify(&url, &signed(signature), body), Ok(()), "{url}");
     }
-    assert_eq!(hex_lower(&Sha256::digest(JSON_BODY)), JSON_BODY_SHA256);
+    assert_eq!(crate::hex::sha256(JSON_BODY), JSON_BODY_SHA256);
 }
 
 #[test]
@@ -390,7 +390,7 @@ fn a_json_body_that_does_not_match_its_hash_is_a_bad_signature() {
 #[test]
 fn a_body_sha256_changed_to_match_another_body_is_a_bad_signature() {
     let other_body = br#"{"property": "evil"}"#;
-    let other_hash = hex_lower(&Sha256::digest(other_body));
+    let other_hash = crate::hex::sha256(other_body);
     let url = format!("{VECTOR_URL}&bodySHA256={other_hash}");
     let result =
         verifier(&[VECTOR_TOKEN]).verify(&url, &signed("a9nBmqA0ju/hNViExpshrM61xv4="), other_body);
@@ -402,10 +402,7 @@ fn with_body_sha256_the_signature_covers_no_form_parameters() {
     // A form body under a `bodySHA256` URL is not read as parameters: signing them in does
     // not help, the signature must be over the URL alone.
     let body = NODE_FORM;
-    let url = format!(
-        "{VECTOR_URL}&bodySHA256={}",
-        hex_lower(&Sha256::digest(body))
-    );
+    let url = format!("{VECTOR_URL}&bodySHA256={}", crate::hex::sha256(body));
     let wh = verifier(&[VECTOR_TOKEN]);
     let with_params = wh.sign(&url, &node_params());
     assert_eq!(
