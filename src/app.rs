@@ -148,6 +148,8 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
         settings: settings.runner.clone(),
         stages: StageSettings {
             dedupe: settings.dedupe.clone(),
+            admission: settings.admission.clone(),
+            telephony: settings.telephony.clone(),
         },
         directory: directory.clone(),
         zoho: keyring.clone().map(|keyring| {
@@ -171,11 +173,10 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
     };
     let mut router = http::router(state);
     if let (Some(keyring), Role::All | Role::Ingress) = (keyring, &role) {
-        let ingress = Arc::new(Ingress::new(
-            bus.clone(),
-            directory.clone(),
-            settings.ingress.clone(),
-        )?);
+        let ingress = Arc::new(
+            Ingress::new(bus.clone(), directory.clone(), settings.ingress.clone())?
+                .with_public_base_url(&settings.telephony.public_base_url),
+        );
         let api_state = crate::api::AppState::from_parts(store, keyring, &settings.api)
             .with_ingress(ingress.clone());
         router = router

@@ -74,6 +74,11 @@ uuid_id!(
     "call id"
 );
 uuid_id!(
+    /// One dial of a call (`call_attempts.id`); status callbacks carry it in their URL.
+    AttemptId,
+    "attempt id"
+);
+uuid_id!(
     /// One bus event; always a UUIDv7 so ids sort by creation time.
     EventId,
     "event id"

@@ -40,7 +40,9 @@ use crate::error::StageError;
 use crate::metrics::{Metrics, StageMetrics, bump};
 use crate::pipeline::StageSpec;
 use crate::providers::zoho::ZohoRecords;
-use crate::settings::{DedupeSettings, RunnerSettings, TenancySettings};
+use crate::settings::{
+    AdmissionSettings, DedupeSettings, RunnerSettings, TelephonySettings, TenancySettings,
+};
 use crate::shutdown::Shutdown;
 use crate::stages::{Stage, StageContext};
 use crate::store::{Store, processed_events};
@@ -70,6 +72,10 @@ pub struct Runtime {
 pub struct StageSettings {
     /// The dedupe stage.
     pub dedupe: DedupeSettings,
+    /// The rate_limit stage's admission cycles.
+    pub admission: AdmissionSettings,
+    /// The dial stage.
+    pub telephony: TelephonySettings,
 }
 
 impl Runtime {

@@ -14,6 +14,8 @@ pub const CANARY_STREAM: &str = "CANARY";
 pub const DEAD_LETTER_STREAM: &str = "DLQ";
 /// The stream holding leads from ingress to resolution (`leads.>`).
 pub const LEADS_STREAM: &str = "LEADS";
+/// The stream holding call requests, provider status reports and outcomes (`calls.>`).
+pub const CALLS_STREAM: &str = "CALLS";
 
 /// The tenant token of a subject: one tenant, or the single-token wildcard.
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +73,23 @@ pub fn leads_unique(tenant: TenantToken<'_>) -> String {
 /// against the tenant's do-not-call lists; always under the real tenant.
 pub fn leads_resolved(tenant: TenantToken<'_>) -> String {
     format!("leads.resolved.{tenant}")
+}
+
+/// `calls.requested.<tenant>`: an admitted call, for the dial stage.
+pub fn calls_requested(tenant: TenantToken<'_>) -> String {
+    format!("calls.requested.{tenant}")
+}
+
+/// `calls.status.<tenant>`: a provider's report about a call attempt (a status callback or an
+/// answering machine detection result), for the call_status stage.
+pub fn calls_status(tenant: TenantToken<'_>) -> String {
+    format!("calls.status.{tenant}")
+}
+
+/// `calls.outcome.<tenant>`: how a call attempt ended (human, machine, no answer, busy,
+/// failed, cancelled), for the scheduler and analytics.
+pub fn calls_outcome(tenant: TenantToken<'_>) -> String {
+    format!("calls.outcome.{tenant}")
 }
 
 /// `tenancy.changed.<tenant>` (core NATS, not stored): a tenant's configuration, credentials

@@ -4,6 +4,7 @@
 //! ([`catalogue`]) is the single list that schema export, golden fixtures and the pipeline
 //! graph check iterate over: an event missing from it cannot be declared as a stage output.
 
+pub mod call_flow;
 pub mod canary;
 pub mod lead;
 pub mod lead_flow;
@@ -89,6 +90,9 @@ pub fn catalogue() -> Vec<EventSpec> {
         EventSpec::of::<lead::LeadReceived>(),
         EventSpec::of::<lead_flow::LeadUnique>(),
         EventSpec::of::<lead_flow::LeadResolved>(),
+        EventSpec::of::<call_flow::CallRequested>(),
+        EventSpec::of::<call_flow::CallStatusReported>(),
+        EventSpec::of::<call_flow::CallOutcome>(),
     ]
 }
 

@@ -8,6 +8,8 @@
 //! - [`webhooks`]: the webhook routes, one per sender.
 //! - [`publish`]: a lead's deduplicating message id; publishing with the PubAck awaited.
 //! - [`limits`]: body size (413), the time floor of authentication failures.
+//! - [`telephony`]: Twilio's signed call progress and machine detection callbacks, published
+//!   as `call.status_reported`.
 //!
 //! `POST /v1/calls` and bulk uploads are part of the management API (`crate::api::leads`),
 //! which shares this module's [`Ingress`] for publishing and limits.
@@ -18,6 +20,7 @@
 
 pub mod limits;
 pub mod publish;
+pub mod telephony;
 pub mod verify;
 pub mod webhooks;
 
@@ -49,6 +52,8 @@ pub struct Ingress {
     pub settings: IngressSettings,
     /// HighLevel's webhook public keys.
     pub gohighlevel: GoHighLevelKeys,
+    /// Our public base URL as providers call it; telephony callback signatures cover it.
+    pub public_base_url: String,
     /// Per-tenant request buckets (the platform tenant's bucket is for unclaimed locations).
     limits: RateLimits<TenantId>,
 }
@@ -71,8 +76,16 @@ impl Ingress {
             directory,
             settings,
             gohighlevel,
+            public_base_url: crate::settings::TelephonySettings::default().public_base_url,
             limits: RateLimits::default(),
         })
+    }
+
+    /// Sets the public base URL telephony callbacks are signed for.
+    #[must_use]
+    pub fn with_public_base_url(mut self, public_base_url: &str) -> Self {
+        public_base_url.clone_into(&mut self.public_base_url);
+        self
     }
 
     /// Takes one request from the tenant's bucket: the tenant's own rate, else the platform
@@ -124,6 +137,10 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
             post(webhooks::zoho_notifications),
         )
         .route("/webhooks/{tenant}/custom", post(webhooks::custom))
+        .route(
+            "/webhooks/{tenant}/twilio/calls/{attempt}/{callback}",
+            post(telephony::twilio_call),
+        )
         .layer(axum::middleware::from_fn(crate::api::auth::request_id))
         .with_state(ingress)
 }

@@ -65,6 +65,8 @@ pub struct ProviderCall {
     pub answered_by: Option<AnsweredBy>,
     /// The call's length in seconds, once it ended.
     pub duration_secs: Option<u32>,
+    /// When the provider created the call (second precision at Twilio).
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Why a telephony request failed, classified for the dial stage.
@@ -167,6 +169,15 @@ pub trait Telephony: Send + Sync {
         &self,
         provider_call_id: &str,
     ) -> impl Future<Output = Result<ProviderCall, TelephonyError>> + Send;
+
+    /// Returns the calls from `from` to `to` created at or after `since`, newest first: how
+    /// the dial stage finds out whether an unconfirmed create reached the provider.
+    fn find_calls(
+        &self,
+        to: &PhoneNumber,
+        from: &PhoneNumber,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = Result<Vec<ProviderCall>, TelephonyError>> + Send;
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
@@ -21,6 +23,7 @@ use super::telephony::{
     CallInstructions, PlaceCall, PlacedCall, ProviderCall, Telephony, TelephonyError,
 };
 use crate::calls::state::ProviderStatus;
+use crate::ids::PhoneNumber;
 use crate::secret::Secret;
 
 /// Twilio's real REST host.
@@ -170,17 +173,84 @@ impl Telephony for Twilio {
             .await
             .map_err(|error| send_failure(&error, false))?;
         let call = read_call(response).await.map_err(|failure| failure.error)?;
-        let status = call.status.parse().map_err(|_| TelephonyError::Transient {
-            reason: "unknown call status".to_owned(),
-            retry_after: None,
-        })?;
-        Ok(ProviderCall {
-            provider_call_id: call.sid,
-            status,
-            answered_by: call.answered_by.and_then(|raw| raw.parse().ok()),
-            duration_secs: call.duration.and_then(|raw| raw.parse().ok()),
-        })
+        provider_call(call)
     }
+
+    #[tracing::instrument(name = "twilio_find_calls", skip_all)]
+    async fn find_calls(
+        &self,
+        to: &PhoneNumber,
+        from: &PhoneNumber,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ProviderCall>, TelephonyError> {
+        // No StartTime filter: a call still queued or ringing has no start time yet, and it
+        // is exactly the one reconciliation looks for. Calls between one pair of numbers are
+        // few, and the list is newest first.
+        let response = self
+            .http
+            .get(self.calls_url())
+            .basic_auth(&self.account_sid, Some(self.auth_token.expose()))
+            .query(&[
+                ("To", to.as_str()),
+                ("From", from.as_str()),
+                ("PageSize", "50"),
+            ])
+            .send()
+            .await
+            .map_err(|error| send_failure(&error, false))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| TelephonyError::Transient {
+                reason: describe(&error),
+                retry_after: None,
+            })?;
+        if !status.is_success() {
+            return Err(classify(status, retry_after, &body));
+        }
+        let page: CallPage =
+            serde_json::from_slice(&body).map_err(|_| TelephonyError::Transient {
+                reason: "unreadable call list".to_owned(),
+                retry_after: None,
+            })?;
+        let mut calls = Vec::with_capacity(page.calls.len());
+        for call in page.calls {
+            let call = provider_call(call)?;
+            // Twilio's dates have second precision: compare at that precision.
+            let recent = call
+                .created_at
+                .is_none_or(|created| created >= since - chrono::Duration::seconds(1));
+            if recent {
+                calls.push(call);
+            }
+        }
+        Ok(calls)
+    }
+}
+
+fn provider_call(call: CallResource) -> Result<ProviderCall, TelephonyError> {
+    let status = call.status.parse().map_err(|_| TelephonyError::Transient {
+        reason: "unknown call status".to_owned(),
+        retry_after: None,
+    })?;
+    Ok(ProviderCall {
+        provider_call_id: call.sid,
+        status,
+        answered_by: call.answered_by.and_then(|raw| raw.parse().ok()),
+        duration_secs: call.duration.and_then(|raw| raw.parse().ok()),
+        created_at: call
+            .date_created
+            .and_then(|raw| DateTime::parse_from_rfc2822(&raw).ok())
+            .map(|date| date.with_timezone(&Utc)),
+    })
+}
+
+/// One page of `GET …/Calls.json`.
+#[derive(Debug, Deserialize)]
+struct CallPage {
+    calls: Vec<CallResource>,
 }
 
 /// Returns the form parameters of `POST …/Calls.json` for `request`, in order; repeated keys
@@ -234,6 +304,8 @@ struct CallResource {
     status: String,
     answered_by: Option<String>,
     duration: Option<String>,
+    #[serde(default)]
+    date_created: Option<String>,
 }
 
 /// Twilio's REST error body (the fields twilio-node's `RestException` reads).

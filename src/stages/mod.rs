@@ -5,8 +5,11 @@
 //! (`bus::runner`) does everything but the business step: pulling, decoding, the idempotency
 //! claim, the transaction, publishing outputs, acking, retries and dead letters.
 
+pub mod call_status;
 pub mod canary;
 pub mod dedupe;
+pub mod dial;
+pub mod rate_limit;
 pub mod resolve_tenant;
 
 use std::future::Future;
@@ -49,6 +52,16 @@ pub trait Stage: Sized + Send + Sync + 'static {
     /// Returns every event type the stage may emit; `pipelines/` may declare a subset.
     fn outputs() -> Vec<EventSpec>;
 
+    /// Returns work that runs beside the consumer in every process of this stage, until
+    /// shutdown (e.g. `rate_limit`'s admission cycles); none by default.
+    fn companion(
+        runtime: &Runtime,
+        shutdown: Shutdown,
+    ) -> Option<BoxFuture<'static, anyhow::Result<()>>> {
+        let _ = (runtime, shutdown);
+        None
+    }
+
     /// Handles one input.
     fn handle(
         &self,
@@ -87,7 +100,19 @@ pub fn descriptor<S: Stage>() -> StageDescriptor {
         run: |spec, runtime, shutdown| {
             Box::pin(async move {
                 let stage = S::build(&runtime)?;
-                runner::run_stage(Arc::new(stage), spec, runtime, shutdown).await
+                let Some(companion) = S::companion(&runtime, shutdown.clone()) else {
+                    return runner::run_stage(Arc::new(stage), spec, runtime, shutdown).await;
+                };
+                let consumer = runner::run_stage(Arc::new(stage), spec, runtime, shutdown.clone());
+                // Either ending ends both: a companion that fails stops the process, as a
+                // consumer failing does.
+                let (consumed, accompanied) = futures::future::join(consumer, async {
+                    let result = companion.await;
+                    shutdown.trigger();
+                    result
+                })
+                .await;
+                consumed.and(accompanied)
             })
         },
     }
@@ -99,6 +124,9 @@ pub fn registry() -> Vec<StageDescriptor> {
         descriptor::<canary::CanaryStage>(),
         descriptor::<dedupe::Dedupe>(),
         descriptor::<resolve_tenant::ResolveTenant>(),
+        descriptor::<rate_limit::RateLimit>(),
+        descriptor::<dial::Dial>(),
+        descriptor::<call_status::CallStatus>(),
     ]
 }
 

@@ -4,9 +4,11 @@
 //! stage composes several of them in the one transaction that also holds its idempotency
 //! claim. Queries are compile-time checked (`sqlx::query!`) against `.sqlx/` offline data.
 
+pub mod admission;
 pub mod api_keys;
 pub mod audit;
 pub mod call_blocklist;
+pub mod calls;
 pub mod credentials;
 pub mod idempotency_keys;
 pub mod lead_dedupe;

@@ -165,6 +165,13 @@ pub struct ClientConfiguration {
     /// `ingress.requests_per_minute`); over it ingress answers 429.
     #[serde(default)]
     pub ingress_requests_per_minute: Option<u32>,
+    /// Detect answering machines (asynchronously: the call connects at once, the result
+    /// follows), so a machine's answer ends as outcome `machine` instead of `human`.
+    #[serde(default)]
+    pub answering_machine_detection: bool,
+    /// Have the telephony provider record calls.
+    #[serde(default)]
+    pub record_calls: bool,
 }
 
 /// Returns `{}`.
@@ -198,6 +205,8 @@ impl Default for ClientConfiguration {
             providers: BTreeMap::new(),
             region: None,
             ingress_requests_per_minute: None,
+            answering_machine_detection: false,
+            record_calls: false,
         }
     }
 }

@@ -46,6 +46,11 @@ pub const ZOHO_WEBHOOK_SECRET: &str = "zoho.webhook_secret";
 pub const ZOHO_CHANNEL_TOKEN: &str = "zoho.channel_token";
 /// Credential kind of the Standard Webhooks secret (`whsec_…`) of custom webhooks.
 pub const CUSTOM_WEBHOOK_SECRET: &str = "custom.webhook_secret";
+/// Credential kind of the tenant's Twilio auth token: it signs Twilio's callbacks to us and
+/// authenticates our REST requests.
+pub const TWILIO_AUTH_TOKEN: &str = "twilio.auth_token";
+/// Credential kind of the tenant's Twilio Account SID, when not in its settings.
+pub const TWILIO_ACCOUNT_SID: &str = "twilio.account_sid";
 /// Suffix of the kind that holds the previous value during a rotation (both are accepted),
 /// e.g. `custom.webhook_secret_previous`.
 pub const PREVIOUS_SUFFIX: &str = "_previous";
@@ -71,6 +76,52 @@ pub struct TenantSnapshot {
     pub secrets: WebhookSecrets,
 }
 
+/// A tenant's Twilio account as the dial stage and the callback routes need it.
+#[derive(Debug, Clone)]
+pub struct TwilioAccount {
+    /// The Account SID (`AC…`).
+    pub account_sid: String,
+    /// Auth tokens: the current one first, then the previous one during a rotation.
+    pub auth_tokens: Vec<Secret<String>>,
+    /// An operator-set REST base URL (a simulator or sandbox), else Twilio's.
+    pub base_url: Option<String>,
+}
+
+impl TenantSnapshot {
+    /// Returns the tenant's Twilio account, or what is missing for one.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming the missing setting or credential (never a secret).
+    pub fn twilio(&self) -> Result<TwilioAccount, &'static str> {
+        let settings = self.configuration.providers.get("twilio");
+        let setting = |name: &str| {
+            settings
+                .and_then(|twilio| twilio.get(name))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        let account_sid = setting("account_sid")
+            .or_else(|| {
+                self.secrets
+                    .twilio_account_sid
+                    .as_ref()
+                    .map(|sid| sid.expose().clone())
+            })
+            .ok_or("the client has no Twilio account_sid (setting providers.twilio.account_sid)")?;
+        if self.secrets.twilio.is_empty() {
+            return Err(
+                "the client has no usable Twilio auth token (credential twilio.auth_token)",
+            );
+        }
+        Ok(TwilioAccount {
+            account_sid,
+            auth_tokens: self.secrets.twilio.clone(),
+            base_url: setting("base_url"),
+        })
+    }
+}
+
 /// A tenant's webhook secrets: the current one, and the previous one during a rotation.
 #[derive(Debug, Default)]
 pub struct WebhookSecrets {
@@ -82,6 +133,10 @@ pub struct WebhookSecrets {
     pub zoho_channel: Vec<Secret<String>>,
     /// The Standard Webhooks verifier of custom webhooks, when a usable secret is set.
     pub custom: Option<StandardWebhooks>,
+    /// Twilio auth tokens (current, then previous during a rotation).
+    pub twilio: Vec<Secret<String>>,
+    /// The Twilio Account SID stored as a credential, when not in the settings.
+    pub twilio_account_sid: Option<Secret<String>>,
 }
 
 /// A provider's key that one client claims in its configuration.
@@ -348,6 +403,8 @@ fn open_secrets(
             ZOHO_WEBHOOK_SECRET,
             ZOHO_CHANNEL_TOKEN,
             CUSTOM_WEBHOOK_SECRET,
+            TWILIO_AUTH_TOKEN,
+            TWILIO_ACCOUNT_SID,
         ]
         .contains(&base)
         {
@@ -375,6 +432,8 @@ fn open_secrets(
     let zoho = pair(ZOHO_WEBHOOK_SECRET);
     let zoho_channel = pair(ZOHO_CHANNEL_TOKEN);
     let custom_secrets = pair(CUSTOM_WEBHOOK_SECRET);
+    let twilio = pair(TWILIO_AUTH_TOKEN);
+    let twilio_account_sid = opened.remove(TWILIO_ACCOUNT_SID);
     let custom = if custom_secrets.is_empty() {
         None
     } else {
@@ -389,5 +448,7 @@ fn open_secrets(
         zoho,
         zoho_channel,
         custom,
+        twilio,
+        twilio_account_sid,
     }
 }

@@ -13,6 +13,10 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+mod calls;
+
+pub use calls::{AdmissionSettings, TelephonySettings};
+
 /// Every setting of the process.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,6 +45,10 @@ pub struct Settings {
     pub tenancy: TenancySettings,
     /// The platform's Zoho app (token refresh) and accounts server.
     pub zoho: ZohoSettings,
+    /// Call admission: cycles and pacing (`rate_limit`).
+    pub admission: AdmissionSettings,
+    /// Dialing and telephony callbacks.
+    pub telephony: TelephonySettings,
 }
 
 /// The platform's Zoho OAuth app, used to refresh clients' Zoho tokens.

@@ -1,0 +1,400 @@
+//! The `dial` stage: an admitted call is placed with the tenant's telephony provider, never
+//! twice (the dial protocol of ARCHITECTURE.md section 5).
+//!
+//! - Consumes: `call.requested` (`calls.requested.<tenant>` on `CALLS`).
+//! - Emits: `call.outcome` only when the provider refuses the call for good (the call then
+//!   failed without ringing); every other outcome comes from the provider's callbacks
+//!   through `call_status`.
+//! - Protocol, per input event:
+//!   1. an attempt already recorded for this event with a provider call id: nothing to do;
+//!   2. one in `dialing` without a provider id (a crash, or an unconfirmed create): reconcile
+//!      ([`reconcile`]) and never dial blindly;
+//!   3. otherwise wait for the pacing slot (taking a fresh one if the stage is late), record
+//!      the intent (`call_attempts` row in `dialing`, committed in its own transaction), ask
+//!      the provider, and record its call id in the claim's transaction.
+//! - Errors: a transient provider failure (429, 5xx, connection refused) deletes the intent
+//!   (the provider did not act) and retries with backoff; a permanent one (21211 invalid
+//!   number, 21215 no geographic permission) fails the call with code and reason, not
+//!   retried; rejected credentials (20003) dead-letter the request with a reason the tenant
+//!   sees (replay it after reconnecting Twilio) and log an error.
+
+mod reconcile;
+
+use chrono::{DateTime, Utc};
+
+use super::{Stage, StageContext};
+use crate::bus::envelope::Envelope;
+use crate::bus::runner::Runtime;
+use crate::calls::state::{AttemptState, CallState, Event, Failure, Outcome, Transition};
+use crate::calls::twiml;
+use crate::error::StageError;
+use crate::events::EventSpec;
+use crate::events::call_flow::{CallOutcome, CallRequested};
+use crate::ids::{AttemptId, EventId, TenantId};
+use crate::providers::telephony::{CallInstructions, PlaceCall, Telephony, TelephonyError};
+use crate::providers::twilio::Twilio;
+use crate::settings::{AdmissionSettings, TelephonySettings};
+use crate::store::Store;
+use crate::store::admission::{self, TENANT_KEY};
+use crate::store::calls::{self, Attempt, AttemptFacts, NewAttempt};
+use crate::tenancy::directory::{Directory, TenantSnapshot};
+
+/// The provider name stored on attempts.
+const PROVIDER: &str = "twilio";
+
+/// Places admitted calls.
+#[derive(Debug)]
+pub struct Dial {
+    directory: Directory,
+    store: Store,
+    http: reqwest::Client,
+    telephony: TelephonySettings,
+    admission: AdmissionSettings,
+}
+
+/// Returns the attempt a `call.requested` event becomes: derived from it, so replays agree.
+#[must_use]
+pub fn attempt_id_of(input_event_id: EventId) -> AttemptId {
+    AttemptId::from_uuid(EventId::derived(input_event_id, &[b"attempt"]).as_uuid())
+}
+
+impl Stage for Dial {
+    const NAME: &'static str = "dial";
+    type Input = CallRequested;
+
+    fn build(runtime: &Runtime) -> anyhow::Result<Self> {
+        Ok(Self {
+            directory: runtime.directory.clone(),
+            store: runtime.store.clone(),
+            http: crate::providers::http::client(),
+            telephony: runtime.stages.telephony.clone(),
+            admission: runtime.stages.admission.clone(),
+        })
+    }
+
+    fn outputs() -> Vec<EventSpec> {
+        vec![EventSpec::of::<CallOutcome>()]
+    }
+
+    async fn handle(
+        &self,
+        input: &Envelope<CallRequested>,
+        cx: &mut StageContext<'_>,
+    ) -> Result<(), StageError> {
+        let tenant = input.meta.tenant_id;
+        let Some(snapshot) = self.directory.tenant(tenant).await? else {
+            return Err(StageError::rejected(format!(
+                "client {tenant} does not exist"
+            )));
+        };
+        let telephony = self.telephony_of(&snapshot)?;
+        // Duplicate deliveries of one event are serialized by the runner's claim, so this
+        // read cannot race another handler of the same event.
+        if let Some(attempt) = calls::attempt_by_input(cx.tx, tenant, input.meta.event_id).await? {
+            if attempt.provider_call_id.is_some() || attempt.state != AttemptState::Dialing {
+                return Ok(());
+            }
+            return self
+                .reconcile(&telephony, &snapshot, input, attempt, cx)
+                .await;
+        }
+        let slot = self.slot(tenant, &input.payload).await?;
+        sleep_until(slot).await;
+        let attempt_id = attempt_id_of(input.meta.event_id);
+        let intent = NewAttempt {
+            id: attempt_id,
+            call_id: input.payload.call_id,
+            tenant,
+            attempt_number: input.payload.attempt_number,
+            input_event_id: input.meta.event_id,
+            provider: PROVIDER,
+            from: &input.payload.from,
+        };
+        let mut tx = self.store.begin_tenant(tenant).await?;
+        calls::insert_intent(&mut tx, &intent).await?;
+        tx.commit().await?;
+        self.fault_point("after_intent").await;
+        self.place(&telephony, &snapshot, input, attempt_id, cx)
+            .await
+    }
+}
+
+impl Dial {
+    fn telephony_of(&self, snapshot: &TenantSnapshot) -> Result<Twilio, StageError> {
+        let account = snapshot.twilio().map_err(StageError::rejected)?;
+        let token = account
+            .auth_tokens
+            .first()
+            .cloned()
+            .ok_or_else(|| StageError::rejected("the client has no Twilio auth token"))?;
+        let twilio = Twilio::new(&account.account_sid, token)
+            .map_err(|_| {
+                StageError::rejected("the client's Twilio account_sid is not an Account SID")
+            })?
+            .with_client(self.http.clone());
+        Ok(match account.base_url.as_deref() {
+            Some(base_url) => twilio.with_base_url(base_url),
+            None => twilio,
+        })
+    }
+
+    /// Returns when the call may start: its admission slot, or a fresh slot from the same
+    /// pacing rows when this stage wakes later than `late_tolerance_ms` after it (a busy
+    /// stage must not release a burst of overdue calls at once).
+    async fn slot(
+        &self,
+        tenant: TenantId,
+        request: &CallRequested,
+    ) -> Result<DateTime<Utc>, StageError> {
+        let now = Utc::now();
+        let tolerance = chrono::Duration::milliseconds(
+            i64::try_from(self.telephony.late_tolerance_ms).unwrap_or(25),
+        );
+        if now <= request.dial_not_before + tolerance {
+            return Ok(request.dial_not_before);
+        }
+        let Some(snapshot) = self.directory.tenant(tenant).await? else {
+            return Ok(now);
+        };
+        let number_key = admission::number_key(&request.from);
+        let keys = [TENANT_KEY.to_owned(), number_key.clone()];
+        let mut tx = self.store.begin_tenant(tenant).await?;
+        let tats = admission::lock_pacing(&mut tx, tenant, &keys).await?;
+        let slot = tats.iter().map(|(_, tat)| *tat).fold(now, DateTime::max);
+        let tenant_interval = self
+            .admission
+            .interval(snapshot.configuration.calls_per_second);
+        let number_interval = self
+            .admission
+            .interval(self.admission.caller_number_calls_per_second);
+        admission::set_tat(&mut tx, tenant, TENANT_KEY, slot + tenant_interval).await?;
+        admission::set_tat(&mut tx, tenant, &number_key, slot + number_interval).await?;
+        tx.commit().await?;
+        Ok(slot)
+    }
+
+    /// Stops here forever when the test-only fault point `point` is configured, so that a
+    /// test can SIGKILL the process at exactly this step of the protocol.
+    async fn fault_point(&self, point: &str) {
+        if self.telephony.fault_pause_at == point {
+            tracing::error!(point, "fault point reached; pausing until killed");
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Asks the provider to place the attempt's call and records the answer.
+    async fn place(
+        &self,
+        telephony: &Twilio,
+        snapshot: &TenantSnapshot,
+        input: &Envelope<CallRequested>,
+        attempt_id: AttemptId,
+        cx: &mut StageContext<'_>,
+    ) -> Result<(), StageError> {
+        let tenant = input.meta.tenant_id;
+        let request = self.place_request(snapshot, input, attempt_id);
+        match telephony.place_call(&request).await {
+            Ok(placed) => {
+                self.fault_point("after_provider").await;
+                let Some(attempt) = calls::lock_attempt(cx.tx, tenant, attempt_id).await? else {
+                    return Err(StageError::retryable("the attempt vanished after dialing"));
+                };
+                if !calls::set_provider_call_id(cx.tx, attempt_id, &placed.provider_call_id).await?
+                {
+                    // A callback recorded it first; nothing more to do.
+                    return Ok(());
+                }
+                let accepted = Event::ProviderAccepted {
+                    provider_call_id: placed.provider_call_id,
+                };
+                apply(
+                    cx,
+                    &attempt,
+                    &accepted,
+                    &AttemptFacts::default(),
+                    input.meta.event_id,
+                )
+                .await?;
+                Ok(())
+            }
+            Err(error @ TelephonyError::Transient { .. }) => {
+                self.forget_intent(tenant, attempt_id).await;
+                Err(error.into())
+            }
+            Err(TelephonyError::Permanent { code, reason }) => {
+                let Some(attempt) = calls::lock_attempt(cx.tx, tenant, attempt_id).await? else {
+                    return Err(StageError::retryable("the attempt vanished after dialing"));
+                };
+                tracing::warn!(tenant_id = %tenant, ?code, %reason, "the provider refused the call for good");
+                let failure = Failure {
+                    code,
+                    reason: Some(reason),
+                };
+                let facts = AttemptFacts {
+                    failure: Some(failure.clone()),
+                    ..AttemptFacts::default()
+                };
+                apply(
+                    cx,
+                    &attempt,
+                    &Event::PermanentError(failure),
+                    &facts,
+                    input.meta.event_id,
+                )
+                .await?;
+                Ok(())
+            }
+            Err(error @ (TelephonyError::Unauthorized { .. } | TelephonyError::NotFound)) => {
+                self.forget_intent(tenant, attempt_id).await;
+                tracing::error!(tenant_id = %tenant, %error, "telephony credentials rejected; the client must reconnect Twilio");
+                Err(StageError::rejected(format!(
+                    "Twilio rejected the client's credentials ({error}); reconnect Twilio, then \
+                     replay this dead letter"
+                )))
+            }
+            Err(TelephonyError::Unconfirmed { reason }) => {
+                // The provider may have the call: the redelivery reconciles after the grace.
+                tracing::warn!(tenant_id = %tenant, %reason, "create call unconfirmed; reconciling");
+                Err(StageError::Retryable {
+                    reason: format!("create call unconfirmed: {reason}"),
+                    after: Some(std::time::Duration::from_secs(
+                        self.telephony.reconcile_grace_secs.max(1),
+                    )),
+                })
+            }
+        }
+    }
+
+    /// Deletes an intent the provider did not act on; a failure only means the redelivery
+    /// reconciles instead of dialing at once.
+    async fn forget_intent(&self, tenant: TenantId, attempt_id: AttemptId) {
+        let result = async {
+            let mut tx = self.store.begin_tenant(tenant).await?;
+            calls::delete_intent(&mut tx, attempt_id).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not delete an unplaced intent; the retry reconciles");
+        }
+    }
+
+    fn place_request(
+        &self,
+        snapshot: &TenantSnapshot,
+        input: &Envelope<CallRequested>,
+        attempt_id: AttemptId,
+    ) -> PlaceCall {
+        let tenant = input.meta.tenant_id;
+        let call_id = input.payload.call_id.to_string();
+        let attempt = attempt_id.to_string();
+        let tenant_text = tenant.to_string();
+        let base = self.telephony.public_base_url.trim_end_matches('/');
+        let callbacks = format!("{base}/webhooks/{tenant}/twilio/calls/{attempt}");
+        let configuration = &snapshot.configuration;
+        PlaceCall {
+            to: input.payload.to.clone(),
+            from: input.payload.from.clone(),
+            instructions: CallInstructions::Twiml(twiml::connect_stream(
+                &self.telephony.media_stream_url,
+                &[
+                    ("tenant_id", &tenant_text),
+                    ("call_id", &call_id),
+                    ("attempt_id", &attempt),
+                ],
+            )),
+            status_callback: format!("{callbacks}/status"),
+            machine_detection_callback: configuration
+                .answering_machine_detection
+                .then(|| format!("{callbacks}/amd")),
+            record: configuration.record_calls,
+            timeout_secs: self.telephony.ring_timeout_secs,
+        }
+    }
+}
+
+/// Applies `event` to the attempt and, when it is the call's current attempt, to the call;
+/// emits `call.outcome` when the call settles. Shared with `call_status`.
+pub(crate) async fn apply(
+    cx: &mut StageContext<'_>,
+    attempt: &Attempt,
+    event: &Event,
+    facts: &AttemptFacts,
+    cause: EventId,
+) -> Result<(AttemptState, CallState), StageError> {
+    let mut attempt_state = attempt.state;
+    match attempt.state.apply(event) {
+        Transition::Move { from, to } => {
+            if !calls::move_attempt(cx.tx, attempt, from, to, facts, Some(cause)).await? {
+                return Err(StageError::retryable("attempt state changed concurrently"));
+            }
+            attempt_state = to;
+        }
+        Transition::Ignore { reason } => {
+            tracing::debug!(%reason, state = %attempt.state, "attempt: event ignored");
+            calls::record_facts(cx.tx, attempt.id, facts).await?;
+        }
+    }
+    let mut call_state = attempt.call_state;
+    // Provider facts of an older attempt must not move the call (calls::state contract).
+    if attempt.attempt_number == attempt.current_attempt {
+        match attempt.call_state.apply(event) {
+            Transition::Move { from, to } => {
+                if !calls::move_call(cx.tx, attempt, from, to, Some(cause)).await? {
+                    return Err(StageError::retryable("call state changed concurrently"));
+                }
+                call_state = to;
+                if to.is_settled() {
+                    settle(cx, attempt, attempt_state, facts).await?;
+                }
+            }
+            Transition::Ignore { reason } => {
+                tracing::debug!(%reason, state = %attempt.call_state, "call: event ignored");
+            }
+        }
+    }
+    Ok((attempt_state, call_state))
+}
+
+/// Stores the outcome of a call that just settled and emits it.
+async fn settle(
+    cx: &mut StageContext<'_>,
+    attempt: &Attempt,
+    attempt_state: AttemptState,
+    facts: &AttemptFacts,
+) -> Result<(), StageError> {
+    let answered_by = facts.answered_by.or(attempt.answered_by);
+    let outcome = Outcome::of_attempt(attempt_state, answered_by, facts.failure.clone())
+        // The call settled while the attempt is not final (e.g. a call-level failure):
+        // report what the call says.
+        .unwrap_or(Outcome::Unknown);
+    calls::set_outcome(cx.tx, attempt.call_id, outcome.as_str()).await?;
+    let duration_secs = match facts.duration_secs {
+        Some(secs) => Some(secs),
+        None => calls::duration_of(cx.tx, attempt.id).await?,
+    };
+    let to = crate::ids::PhoneNumber::parse(&attempt.to_number)
+        .map_err(|_| StageError::rejected("the call's number is not E.164"))?;
+    let mut meta = cx.outbox.next_meta::<CallOutcome>()?;
+    meta.call_id = Some(attempt.call_id);
+    cx.outbox.push_with_meta(
+        meta,
+        CallOutcome {
+            call_id: attempt.call_id,
+            attempt_id: attempt.id,
+            attempt_number: attempt.attempt_number,
+            outcome,
+            to,
+            answered_by,
+            duration_secs,
+            ended_at: Utc::now(),
+        },
+    )?;
+    Ok(())
+}
+
+async fn sleep_until(at: DateTime<Utc>) {
+    if let Ok(wait) = (at - Utc::now()).to_std() {
+        tokio::time::sleep(wait).await;
+    }
+}
