@@ -39,12 +39,16 @@ pub enum Command {
     Provision,
     /// Apply pending database migrations.
     Migrate,
-    /// Serve the vendor simulator (Twilio, ElevenLabs, HighLevel, Zoho CRM and accounts,
-    /// custom) with its fixed demo credentials, for demos and local runs; never production.
+    /// Serve the vendor simulators (Twilio calls and healthchecks, ElevenLabs, HighLevel, Zoho
+    /// CRM and accounts, custom) on one port with their fixed demo credentials, for demos and
+    /// local runs; never production. `simulate twilio` serves the Twilio simulator alone.
     Simulate {
         /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8090")]
+        #[arg(long, default_value = "127.0.0.1:8090", global = true)]
         listen: std::net::SocketAddr,
+        /// One vendor only, with its own options.
+        #[command(subcommand)]
+        vendor: Option<SimulateVendor>,
     },
     /// Inspect the pipeline topology.
     Pipeline {
@@ -82,6 +86,49 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+/// `caller simulate …`
+#[derive(Debug, Subcommand)]
+pub enum SimulateVendor {
+    /// Serve only the Twilio simulator: Calls REST, lifecycles with signed status callbacks,
+    /// answering machine detection and Media Streams.
+    Twilio(TwilioSimArgs),
+}
+
+/// How `caller simulate twilio` behaves; an option left out keeps
+/// [`SimBehaviour::default`](crate::providers::sim_twilio::SimBehaviour)'s value.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TwilioSimArgs {
+    /// Milliseconds before a create request is answered (the call is recorded on arrival).
+    #[arg(long)]
+    pub create_latency_ms: Option<u64>,
+    /// Milliseconds from the answered create request to `ringing` (busy and failed end then).
+    #[arg(long)]
+    pub dial_ms: Option<u64>,
+    /// Milliseconds of ringing before the answer or the unanswered end.
+    #[arg(long)]
+    pub ring_ms: Option<u64>,
+    /// Milliseconds an answered call lasts before the callee hangs up.
+    #[arg(long)]
+    pub talk_ms: Option<u64>,
+    /// Milliseconds answering machine detection takes after the answer.
+    #[arg(long)]
+    pub amd_delay_ms: Option<u64>,
+    /// Outcome mix, e.g. `human=8,machine=1,no_answer=1` (also `busy`, `failed`, `canceled`).
+    #[arg(long, value_parser = outcome_mix)]
+    pub outcomes: Option<OutcomeMix>,
+    /// Seed of the RNG drawing outcomes from the mix.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// A parsed `--outcomes` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeMix(pub Vec<(crate::providers::sim_twilio::SimOutcome, u32)>);
+
+fn outcome_mix(text: &str) -> Result<OutcomeMix, crate::providers::sim_twilio::OutcomeMixError> {
+    crate::providers::sim_twilio::parse_outcomes(text).map(OutcomeMix)
 }
 
 /// `caller pipeline …`
@@ -349,4 +396,70 @@ pub enum AdminCommand {
         /// Key id (from the API's key list, or the message `admin create-key` printed).
         key_id: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::providers::sim_twilio::SimOutcome;
+
+    #[test]
+    fn plain_simulate_keeps_its_listen_flag() {
+        let cli = Cli::try_parse_from(["caller", "simulate", "--listen", "0.0.0.0:9000"])
+            .expect("parses");
+        let Command::Simulate { listen, vendor } = cli.command else {
+            panic!("not simulate: {cli:?}");
+        };
+        assert_eq!(listen.to_string(), "0.0.0.0:9000");
+        assert!(vendor.is_none());
+    }
+
+    #[test]
+    fn simulate_twilio_takes_its_behaviour_flags() {
+        let cli = Cli::try_parse_from([
+            "caller",
+            "simulate",
+            "twilio",
+            "--listen",
+            "127.0.0.1:9100",
+            "--create-latency-ms",
+            "200",
+            "--ring-ms",
+            "50",
+            "--outcomes",
+            "human=8,machine=1,no_answer=1",
+            "--seed",
+            "7",
+        ])
+        .expect("parses");
+        let Command::Simulate {
+            listen,
+            vendor: Some(SimulateVendor::Twilio(args)),
+        } = cli.command
+        else {
+            panic!("not simulate twilio: {cli:?}");
+        };
+        assert_eq!(listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(args.create_latency_ms, Some(200));
+        assert_eq!(args.ring_ms, Some(50));
+        assert_eq!(args.talk_ms, None);
+        assert_eq!(args.seed, Some(7));
+        let mix = args.outcomes.expect("a mix").0;
+        assert_eq!(
+            mix,
+            [
+                (SimOutcome::Human, 8),
+                (SimOutcome::Machine, 1),
+                (SimOutcome::NoAnswer, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn simulate_twilio_refuses_an_unknown_outcome() {
+        let parsed = Cli::try_parse_from(["caller", "simulate", "twilio", "--outcomes", "robot=1"]);
+        assert!(parsed.is_err());
+    }
 }

@@ -11,7 +11,9 @@ use crate::bus::dead_letter;
 use crate::bus::envelope::Envelope;
 use crate::bus::provision::Change;
 use crate::bus::subjects::{self, TenantToken};
-use crate::cli::{Cli, Command, DlqCommand, PipelineCommand, SchemasCommand};
+use crate::cli::{
+    Cli, Command, DlqCommand, PipelineCommand, SchemasCommand, SimulateVendor, TwilioSimArgs,
+};
 use crate::events::canary::{CanaryAnswered, CanaryRequested};
 use crate::ids::TenantId;
 use crate::settings::Settings;
@@ -61,14 +63,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             app::migrate(&settings).await?;
             println!("migrations applied");
         }
-        Command::Simulate { listen } => {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|error| anyhow::anyhow!("bind simulator on {listen}: {error}"))?;
-            eprintln!("caller: vendor simulator on http://{listen}");
-            crate::providers::sim::serve(listener, crate::providers::sim::SimAccounts::default())
-                .await?;
-        }
+        Command::Simulate { listen, vendor } => simulate(listen, vendor).await?,
         Command::Pipeline { command } => return pipeline_command(&settings, command).await,
         Command::Schemas {
             command: SchemasCommand::Export { dir, check },
@@ -97,6 +92,54 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin { command } => admin_command(&settings, command).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves every vendor simulator on `listen` (their routes do not overlap), or one vendor's
+/// alone with its options.
+async fn simulate(
+    listen: std::net::SocketAddr,
+    vendor: Option<SimulateVendor>,
+) -> anyhow::Result<()> {
+    use crate::providers::{sim, sim_twilio};
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|error| anyhow::anyhow!("bind simulator on {listen}: {error}"))?;
+    let accounts = sim::SimAccounts::default();
+    let twilio =
+        sim_twilio::TwilioSimState::new(&accounts.twilio_account_sid, &accounts.twilio_auth_token);
+    let (what, router) = match vendor {
+        None => (
+            "vendor simulator",
+            sim::router(accounts).merge(sim_twilio::router(twilio)),
+        ),
+        Some(SimulateVendor::Twilio(args)) => (
+            "twilio simulator",
+            sim_twilio::router(twilio.with_behaviour(twilio_behaviour(&args))),
+        ),
+    };
+    eprintln!("caller: {what} on http://{listen}");
+    axum::serve(listener, router).await?;
+    Ok(())
+}
+
+/// The Twilio simulator's behaviour: `args` over the defaults.
+fn twilio_behaviour(args: &TwilioSimArgs) -> crate::providers::sim_twilio::SimBehaviour {
+    let defaults = crate::providers::sim_twilio::SimBehaviour::default();
+    let millis = |flag: Option<u64>, default: Duration| flag.map_or(default, Duration::from_millis);
+    crate::providers::sim_twilio::SimBehaviour {
+        create_latency: millis(args.create_latency_ms, defaults.create_latency),
+        dial: millis(args.dial_ms, defaults.dial),
+        ring: millis(args.ring_ms, defaults.ring),
+        talk: millis(args.talk_ms, defaults.talk),
+        amd_delay: millis(args.amd_delay_ms, defaults.amd_delay),
+        outcomes: args
+            .outcomes
+            .as_ref()
+            .map_or(defaults.outcomes, |mix| mix.0.clone()),
+        seed: args.seed.unwrap_or(defaults.seed),
+        by_callee: defaults.by_callee,
+    }
 }
 
 async fn pipeline_command(

@@ -11,7 +11,9 @@
 //! - [`telephony`]: the provider-neutral [`telephony::Telephony`] contract (place, hang up,
 //!   redirect and fetch calls) and its [`telephony::TelephonyError`] classification.
 //! - [`twilio`]: the Twilio REST adapter of [`telephony::Telephony`].
-//! - [`sim_twilio`]: a simulator of Twilio's Calls REST endpoints that records what it is asked.
+//! - [`sim_twilio`]: a test double of Twilio Programmable Voice (Calls REST, call lifecycles
+//!   with signed status callbacks, answering machine detection, a Media Streams client) that
+//!   records what it is asked and what it sends.
 //! - [`zoho`]: reading Zoho CRM records, for the records a Zoho notification names.
 //!
 //! Providers are named by plain strings here ("twilio", "elevenlabs", "gohighlevel", "zoho",
