@@ -72,11 +72,17 @@ async fn a_dial_worker_killed_inside_the_dial_protocol_never_places_a_second_cal
     drop(worker);
     let worker = dial("");
     eventually(WAIT, "the reconciled call completes", || async {
-        h.call_of(first).await.is_some_and(|(state, _)| state == "completed")
+        h.call_of(first)
+            .await
+            .is_some_and(|(state, _)| state == "completed")
     })
     .await;
     assert_eq!(h.sim.calls_to(first), 1, "exactly one call placed");
-    assert_eq!(attempts_of(&h, first).await, 1, "the same attempt was reconciled");
+    assert_eq!(
+        attempts_of(&h, first).await,
+        1,
+        "the same attempt was reconciled"
+    );
     sigkill(&worker);
     drop(worker);
 
@@ -92,7 +98,9 @@ async fn a_dial_worker_killed_inside_the_dial_protocol_never_places_a_second_cal
     drop(worker);
     let _worker = dial("");
     eventually(WAIT, "the call completes", || async {
-        h.call_of(second).await.is_some_and(|(state, _)| state == "completed")
+        h.call_of(second)
+            .await
+            .is_some_and(|(state, _)| state == "completed")
     })
     .await;
     // Give a redelivery time to (wrongly) dial again before counting.
@@ -108,7 +116,9 @@ async fn a_dial_worker_killed_inside_the_dial_protocol_never_places_a_second_cal
 #[tokio::test]
 async fn three_rate_limit_processes_hold_the_concurrency_cap_and_the_pace() {
     let mut behaviour = harness::quick_calls();
-    behaviour.talk = Duration::from_secs(2);
+    // Calls last longer than the cap allows at 2 calls/s (5 × 0.525 s), so both limits bind:
+    // the pace first, then the cap.
+    behaviour.talk = Duration::from_secs(4);
     let h = Harness::start(Options {
         stages: vec!["dial", "call_status"],
         concurrency_cap: 5,
@@ -120,7 +130,11 @@ async fn three_rate_limit_processes_hold_the_concurrency_cap_and_the_pace() {
     .await;
     let _workers: Vec<Reaped> = (0..3)
         .map(|_| {
-            let mut command = caller_command(&h, h.nats_dir.path(), &["stage", "rate_limit"]);
+            let mut command = caller_command(
+                &h,
+                h.nats_dir.path(),
+                &["stage", "rate_limit", "--concurrency", "4"],
+            );
             command
                 .env("CALLER__ADMISSION__CYCLE_MS", "20")
                 .env("CALLER__ADMISSION__CALLER_NUMBER_CALLS_PER_SECOND", "100");
@@ -128,7 +142,9 @@ async fn three_rate_limit_processes_hold_the_concurrency_cap_and_the_pace() {
         })
         .collect();
     let zone = daytime_zone();
-    let phones: Vec<String> = (0..20).map(|i| format!("+1512555{:04}", 3000 + i)).collect();
+    let phones: Vec<String> = (0..15)
+        .map(|i| format!("+1512555{:04}", 3000 + i))
+        .collect();
     for phone in &phones {
         h.lead(h.tenant, phone, zone).await;
     }
@@ -137,7 +153,7 @@ async fn three_rate_limit_processes_hold_the_concurrency_cap_and_the_pace() {
             .fetch_one(&h.env.db.observer)
             .await
             .unwrap();
-        done == 20
+        done == 15
     })
     .await;
     assert!(
@@ -145,9 +161,18 @@ async fn three_rate_limit_processes_hold_the_concurrency_cap_and_the_pace() {
         "at most 5 calls in progress at the provider, saw {}",
         h.sim.max_concurrency()
     );
-    assert_eq!(h.sim.max_concurrency(), 5, "the cap was reached (the test exercises it)");
-    let arrivals: Vec<_> = h.sim.created_at().into_iter().map(|(_, _, at)| at).collect();
-    assert_eq!(arrivals.len(), 20);
+    assert_eq!(
+        h.sim.max_concurrency(),
+        5,
+        "the cap was reached (the test exercises it)"
+    );
+    let arrivals: Vec<_> = h
+        .sim
+        .created_at()
+        .into_iter()
+        .map(|(_, _, at)| at)
+        .collect();
+    assert_eq!(arrivals.len(), 15);
     let busiest = arrivals
         .iter()
         .map(|start| {
@@ -158,7 +183,10 @@ async fn three_rate_limit_processes_hold_the_concurrency_cap_and_the_pace() {
         })
         .max()
         .unwrap();
-    assert!(busiest <= 2, "at most 2 calls started in any one-second window, saw {busiest}");
+    assert!(
+        busiest <= 2,
+        "at most 2 calls started in any one-second window, saw {busiest}"
+    );
     for phone in &phones {
         assert_eq!(h.sim.calls_to(phone), 1, "{phone} called once");
     }

@@ -106,6 +106,10 @@ impl Event for CallStatusReported {
 
 /// How a call attempt ended; the call has settled (`completed`, `failed`, `no_answer`,
 /// `busy`, `cancelled`).
+///
+/// Keyed by `attempt_id`: a later `call.outcome` of the same attempt supersedes an earlier
+/// one. That happens once at most, when asynchronous machine detection reports a machine
+/// after the call ended (`human` becomes `machine`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CallOutcome {
     /// The call.

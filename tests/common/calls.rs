@@ -100,6 +100,8 @@ pub struct Harness {
     pub runtime: Runtime,
     pub shutdown: Shutdown,
     pub nats_dir: tempfile::TempDir,
+    /// The media endpoint answered calls stream to (`telephony.media_stream_url`).
+    pub media: String,
     tasks: tokio::task::JoinSet<anyhow::Result<()>>,
 }
 
@@ -126,9 +128,13 @@ impl Harness {
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let ingress = Ingress::new(env.bus.clone(), directory.clone(), IngressSettings::default())
-            .unwrap()
-            .with_public_base_url(&base);
+        let ingress = Ingress::new(
+            env.bus.clone(),
+            directory.clone(),
+            IngressSettings::default(),
+        )
+        .unwrap()
+        .with_public_base_url(&base);
         let router = caller::ingress::router(Arc::new(ingress));
         let shutdown = Shutdown::new();
         let mut tasks = tokio::task::JoinSet::new();
@@ -156,7 +162,8 @@ impl Harness {
         );
         runtime.directory = directory;
         runtime.stages.admission = options.admission.clone();
-        runtime.stages.telephony = telephony_settings(&base);
+        let media = media_endpoint().await;
+        runtime.stages.telephony = telephony_settings(&base, &media);
         let definitions = Definitions::load(nats_dir.path()).unwrap();
         let pipelines = caller::pipeline::load(&project_root().join("pipelines")).unwrap();
         let topology = caller::pipeline::compile(pipelines, &definitions).unwrap();
@@ -175,6 +182,7 @@ impl Harness {
             runtime,
             shutdown,
             nats_dir,
+            media,
             tasks,
         }
     }
@@ -222,14 +230,38 @@ impl Harness {
     }
 }
 
-/// Telephony settings pointing callbacks at `base`, with a short reconciliation grace.
-pub fn telephony_settings(base: &str) -> TelephonySettings {
+/// Telephony settings pointing callbacks at `base` and streams at `media`, with a short
+/// reconciliation grace.
+pub fn telephony_settings(base: &str, media: &str) -> TelephonySettings {
     TelephonySettings {
         public_base_url: base.to_owned(),
-        media_stream_url: "ws://127.0.0.1:9/media/twilio".to_owned(),
+        media_stream_url: media.to_owned(),
         reconcile_grace_secs: 1,
         ..TelephonySettings::default()
     }
+}
+
+/// A stand-in for the media gateway (the converse issue's): accepts Media Streams and keeps
+/// each open until the caller's side stops it, so answered calls last their talk time.
+pub async fn media_endpoint() -> String {
+    use futures::StreamExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/media/twilio", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut stream) = tokio_tungstenite::accept_async(socket).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = stream.next().await {
+                    if message.is_close() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    url
 }
 
 /// Onboards a tenant whose Twilio account is the simulator.
@@ -314,7 +346,7 @@ pub fn night_zone() -> Tz {
         .into_iter()
         .find(|zone| {
             let hour = now.with_timezone(zone).hour();
-            hour >= 22 || hour < 7
+            !(7..22).contains(&hour)
         })
         .expect("some zone is at night")
 }
@@ -338,6 +370,9 @@ pub fn caller_command(harness: &Harness, nats_dir: &Path, args: &[&str]) -> Comm
         .env("CALLER__CRYPTO__ACTIVE_KEY", "k1")
         .env("CALLER__CRYPTO__KEYS__K1", key)
         .env("CALLER__TELEPHONY__PUBLIC_BASE_URL", &harness.base)
+        .env("CALLER__TELEPHONY__MEDIA_STREAM_URL", &harness.media)
+        // Several processes share one PostgreSQL server with parallel tests.
+        .env("CALLER__DATABASE__MAX_CONNECTIONS", "6")
         .env("CALLER__TELEPHONY__RECONCILE_GRACE_SECS", "1")
         .env("CALLER__RUNNER__RETRY_BASE_MS", "50")
         .env("CALLER__RUNNER__RETRY_MAX_MS", "500")
@@ -353,7 +388,7 @@ pub struct Reaped(pub Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.0.kill().ok();
+        self.0.wait().ok();
     }
 }

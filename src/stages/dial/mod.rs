@@ -9,8 +9,8 @@
 //!   1. an attempt already recorded for this event with a provider call id: nothing to do;
 //!   2. one in `dialing` without a provider id (a crash, or an unconfirmed create): reconcile
 //!      ([`reconcile`]) and never dial blindly;
-//!   3. otherwise wait for the pacing slot (taking a fresh one if the stage is late), record
-//!      the intent (`call_attempts` row in `dialing`, committed in its own transaction), ask
+//!   3. otherwise record the intent (`call_attempts` row in `dialing`, committed in its own
+//!      transaction), wait for the pacing slot (taking a fresh one if the stage is late), ask
 //!      the provider, and record its call id in the claim's transaction.
 //! - Errors: a transient provider failure (429, 5xx, connection refused) deletes the intent
 //!   (the provider did not act) and retries with backoff; a permanent one (21211 invalid
@@ -98,8 +98,6 @@ impl Stage for Dial {
                 .reconcile(&telephony, &snapshot, input, attempt, cx)
                 .await;
         }
-        let slot = self.slot(tenant, &input.payload).await?;
-        sleep_until(slot).await;
         let attempt_id = attempt_id_of(input.meta.event_id);
         let intent = NewAttempt {
             id: attempt_id,
@@ -114,6 +112,7 @@ impl Stage for Dial {
         calls::insert_intent(&mut tx, &intent).await?;
         tx.commit().await?;
         self.fault_point("after_intent").await;
+        self.wait_for_slot(tenant, &input.payload).await?;
         self.place(&telephony, &snapshot, input, attempt_id, cx)
             .await
     }
@@ -138,29 +137,48 @@ impl Dial {
         })
     }
 
-    /// Returns when the call may start: its admission slot, or a fresh slot from the same
-    /// pacing rows when this stage wakes later than `late_tolerance_ms` after it (a busy
-    /// stage must not release a burst of overdue calls at once).
-    async fn slot(
+    /// Waits until the call may start: its admission slot, or, when this stage is later than
+    /// `late_tolerance_ms` after it (it was busy, or the message was redelivered), a fresh
+    /// slot from the same pacing rows. Called right before the provider request, so that
+    /// spacing holds where the provider sees it: a backlog is never released as a burst.
+    async fn wait_for_slot(
+        &self,
+        tenant: TenantId,
+        request: &CallRequested,
+    ) -> Result<(), StageError> {
+        let tolerance = chrono::Duration::milliseconds(
+            i64::try_from(self.telephony.late_tolerance_ms).unwrap_or(25),
+        );
+        let mut slot = request.dial_not_before;
+        // Taking a fresh slot can itself be slow (a lock wait): check again after each.
+        for _ in 0..5 {
+            sleep_until(slot).await;
+            if Utc::now() <= slot + tolerance {
+                return Ok(());
+            }
+            slot = self.fresh_slot(tenant, request).await?;
+        }
+        Ok(())
+    }
+
+    /// Reserves the next slot of the tenant's and the caller number's pacing rows.
+    async fn fresh_slot(
         &self,
         tenant: TenantId,
         request: &CallRequested,
     ) -> Result<DateTime<Utc>, StageError> {
-        let now = Utc::now();
-        let tolerance = chrono::Duration::milliseconds(
-            i64::try_from(self.telephony.late_tolerance_ms).unwrap_or(25),
-        );
-        if now <= request.dial_not_before + tolerance {
-            return Ok(request.dial_not_before);
-        }
         let Some(snapshot) = self.directory.tenant(tenant).await? else {
-            return Ok(now);
+            return Ok(Utc::now());
         };
         let number_key = admission::number_key(&request.from);
         let keys = [TENANT_KEY.to_owned(), number_key.clone()];
         let mut tx = self.store.begin_tenant(tenant).await?;
         let tats = admission::lock_pacing(&mut tx, tenant, &keys).await?;
-        let slot = tats.iter().map(|(_, tat)| *tat).fold(now, DateTime::max);
+        // Read the clock after the lock: the wait for it must not make the slot stale.
+        let slot = tats
+            .iter()
+            .map(|(_, tat)| *tat)
+            .fold(Utc::now(), DateTime::max);
         let tenant_interval = self
             .admission
             .interval(snapshot.configuration.calls_per_second);
@@ -323,12 +341,23 @@ pub(crate) async fn apply(
     cause: EventId,
 ) -> Result<(AttemptState, CallState), StageError> {
     let mut attempt_state = attempt.state;
+    let current = attempt.attempt_number == attempt.current_attempt;
     match attempt.state.apply(event) {
         Transition::Move { from, to } => {
             if !calls::move_attempt(cx.tx, attempt, from, to, facts, Some(cause)).await? {
                 return Err(StageError::retryable("attempt state changed concurrently"));
             }
             attempt_state = to;
+            // Asynchronous machine detection may report after the call ended (a short call,
+            // or one whose media never connected): the settled call's outcome was `human`
+            // and is corrected, with a second `call.outcome` for the same attempt.
+            if from == AttemptState::Completed
+                && to == AttemptState::Voicemail
+                && current
+                && attempt.call_state.is_settled()
+            {
+                settle(cx, attempt, to, facts).await?;
+            }
         }
         Transition::Ignore { reason } => {
             tracing::debug!(%reason, state = %attempt.state, "attempt: event ignored");
@@ -337,7 +366,7 @@ pub(crate) async fn apply(
     }
     let mut call_state = attempt.call_state;
     // Provider facts of an older attempt must not move the call (calls::state contract).
-    if attempt.attempt_number == attempt.current_attempt {
+    if current {
         match attempt.call_state.apply(event) {
             Transition::Move { from, to } => {
                 if !calls::move_call(cx.tx, attempt, from, to, Some(cause)).await? {

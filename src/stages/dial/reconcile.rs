@@ -97,11 +97,11 @@ impl Dial {
             });
         }
         tracing::info!(attempt_id = %attempt.id, "reconciled: the provider never had the call; dialing");
-        let slot = self.slot(input.meta.tenant_id, &input.payload).await?;
-        super::sleep_until(slot).await;
         let mut tx = self.store.begin_tenant(input.meta.tenant_id).await?;
         calls::mark_dialed(&mut tx, attempt.id).await?;
         tx.commit().await?;
+        self.wait_for_slot(input.meta.tenant_id, &input.payload)
+            .await?;
         self.place(telephony, snapshot, input, attempt.id, cx).await
     }
 }
