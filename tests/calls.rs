@@ -404,3 +404,43 @@ async fn a_tenant_with_thousands_queued_does_not_hold_up_another_tenants_single_
     assert_eq!(admitted(h.tenant).await, 50);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn rejected_twilio_credentials_dead_letter_the_call_with_a_reason_the_client_sees() {
+    let h = Harness::start(Options::default()).await;
+    // A second client whose stored auth token Twilio (the simulator) refuses: 401, 20003.
+    let wrong = harness::onboard_with_token(
+        &h.env,
+        "wrong-token-clinic",
+        &h.sim_base,
+        &Options::default(),
+        "not-the-auth-token",
+    )
+    .await;
+    let phone = "+15125550151";
+    h.lead(wrong, phone, daytime_zone()).await;
+    eventually(WAIT, "the request is dead-lettered", || async {
+        !caller::bus::dead_letter::list(&h.env.bus, Some("dial"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let letters = caller::bus::dead_letter::list(&h.env.bus, Some("dial"), 10)
+        .await
+        .unwrap();
+    assert!(
+        letters[0].reason.contains("reconnect Twilio"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(!letters[0].reason.contains("not-the-auth-token"));
+    assert_eq!(h.sim.calls_to(phone), 0);
+    // The intent was forgotten: a replay after reconnecting dials afresh.
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM call_attempts")
+        .fetch_one(&h.env.db.observer)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 0);
+    h.finish().await;
+}

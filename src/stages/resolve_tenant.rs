@@ -49,7 +49,9 @@ impl Stage for ResolveTenant {
     fn build(runtime: &Runtime) -> anyhow::Result<Self> {
         Ok(Self {
             directory: runtime.directory.clone(),
-            store: runtime.store.clone(),
+            // Blocklists of leads filed under the platform tenant are read while the claim's
+            // connection is held (see `Store::detached`).
+            store: runtime.store.detached(4),
             zoho: runtime.zoho.clone(),
         })
     }

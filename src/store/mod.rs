@@ -62,6 +62,23 @@ impl Store {
         Self { pool }
     }
 
+    /// Returns a separate pool of at most `max_connections` to the same database, connecting
+    /// lazily, for transactions a stage handler opens *while it holds* a connection of this
+    /// pool (its claim transaction), such as the dial stage's intent.
+    ///
+    /// Taking that second connection from the same pool can deadlock: when every connection
+    /// is held by a handler waiting for its second one, none is ever returned. Connections of
+    /// the separate pool are never held while waiting for this one, so both always drain.
+    #[must_use]
+    pub fn detached(&self, max_connections: u32) -> Self {
+        let options = self.pool.connect_options().as_ref().clone();
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(self.pool.options().get_acquire_timeout())
+            .connect_lazy_with(options);
+        Self { pool }
+    }
+
     /// Returns the pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool

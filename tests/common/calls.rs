@@ -266,6 +266,17 @@ pub async fn media_endpoint() -> String {
 
 /// Onboards a tenant whose Twilio account is the simulator.
 pub async fn onboard(env: &TestEnv, slug: &str, sim_base: &str, options: &Options) -> TenantId {
+    onboard_with_token(env, slug, sim_base, options, AUTH_TOKEN).await
+}
+
+/// Onboards a tenant whose Twilio account is the simulator, with `token` as its auth token.
+pub async fn onboard_with_token(
+    env: &TestEnv,
+    slug: &str,
+    sim_base: &str,
+    options: &Options,
+    token: &str,
+) -> TenantId {
     let request = json!({
         "slug": slug,
         "name": slug,
@@ -280,7 +291,7 @@ pub async fn onboard(env: &TestEnv, slug: &str, sim_base: &str, options: &Option
                 "twilio": {"account_sid": TwilioSimState::default().account_sid(), "base_url": sim_base}
             }
         },
-        "credentials": {"twilio.auth_token": {"value": AUTH_TOKEN}}
+        "credentials": {"twilio.auth_token": {"value": token}}
     });
     let keyring = Keyring::from_parts("k1", [("k1", MASTER_KEY)]).unwrap();
     let mut tx = env.db.store.begin_platform().await.unwrap();

@@ -42,6 +42,10 @@ use crate::tenancy::directory::{Directory, TenantSnapshot};
 /// The provider name stored on attempts.
 const PROVIDER: &str = "twilio";
 
+/// Connections for the transactions a handler commits on its own (intent, fresh pacing
+/// slot, forgetting an intent); each is a few statements long.
+const SIDE_CONNECTIONS: u32 = 8;
+
 /// Places admitted calls.
 #[derive(Debug)]
 pub struct Dial {
@@ -65,7 +69,8 @@ impl Stage for Dial {
     fn build(runtime: &Runtime) -> anyhow::Result<Self> {
         Ok(Self {
             directory: runtime.directory.clone(),
-            store: runtime.store.clone(),
+            // Intents and pacing are written while the claim's connection is held.
+            store: runtime.store.detached(SIDE_CONNECTIONS),
             http: crate::providers::http::client(),
             telephony: runtime.stages.telephony.clone(),
             admission: runtime.stages.admission.clone(),

@@ -45,6 +45,10 @@ const LEFTOVER_AFTER: chrono::Duration = chrono::Duration::seconds(5);
 /// Leftovers republished per cycle.
 const LEFTOVER_BATCH: i64 = 500;
 
+/// Most leads one tenant gets admitted in one cycle: bounds how long its pacing row stays
+/// locked (late dials wait for it); the next cycle continues.
+const MAX_ADMITTED_PER_TENANT: i64 = 500;
+
 /// Runs admission cycles until shutdown. Failures are logged and the next cycle retries.
 pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
     let settings = runtime.stages.admission.clone();
@@ -115,7 +119,7 @@ async fn admit_tenant(
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let leads = admission::ready_leads(&mut tx, tenant, free).await?;
+    let leads = admission::ready_leads(&mut tx, tenant, free.min(MAX_ADMITTED_PER_TENANT)).await?;
     let plan = Plan::new(settings, &snapshot, tenant_tat);
     let keys: Vec<String> = snapshot
         .configuration
