@@ -30,7 +30,7 @@ impl Default for AdmissionSettings {
         Self {
             cycle_ms: 100,
             horizon_ms: 1_000,
-            pacing_margin: 0.05,
+            pacing_margin: 0.1,
             caller_number_calls_per_second: 1.0,
             max_tenants_per_cycle: 500,
         }
