@@ -144,7 +144,8 @@ pub async fn ready_leads(
     tenant: TenantId,
     limit: i64,
 ) -> Result<Vec<Queued>, sqlx::Error> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        QueuedRow,
         "SELECT tenant_id, lead_event_id, call_id, lead, to_number, timezone, dial_not_before,
                 from_number
            FROM admission_queue
@@ -157,9 +158,24 @@ pub async fn ready_leads(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Queued {
+    Ok(rows.into_iter().map(Queued::from).collect())
+}
+
+/// A row of `admission_queue` as read.
+struct QueuedRow {
+    tenant_id: Uuid,
+    lead_event_id: Uuid,
+    call_id: Uuid,
+    lead: serde_json::Value,
+    to_number: String,
+    timezone: String,
+    dial_not_before: Option<DateTime<Utc>>,
+    from_number: Option<String>,
+}
+
+impl From<QueuedRow> for Queued {
+    fn from(row: QueuedRow) -> Self {
+        Self {
             tenant: TenantId::from_uuid(row.tenant_id),
             lead_event_id: EventId::from_uuid(row.lead_event_id),
             call_id: CallId::from_uuid(row.call_id),
@@ -168,8 +184,8 @@ pub async fn ready_leads(
             timezone: row.timezone,
             dial_not_before: row.dial_not_before,
             from_number: row.from_number,
-        })
-        .collect())
+        }
+    }
 }
 
 /// Moves a waiting lead's earliest admission to `not_before`.
@@ -222,7 +238,8 @@ pub async fn unpublished(
     admitted_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Queued>, sqlx::Error> {
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        QueuedRow,
         "SELECT tenant_id, lead_event_id, call_id, lead, to_number, timezone, dial_not_before,
                 from_number
            FROM admission_queue
@@ -235,19 +252,7 @@ pub async fn unpublished(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| Queued {
-            tenant: TenantId::from_uuid(row.tenant_id),
-            lead_event_id: EventId::from_uuid(row.lead_event_id),
-            call_id: CallId::from_uuid(row.call_id),
-            lead: row.lead,
-            to_number: row.to_number,
-            timezone: row.timezone,
-            dial_not_before: row.dial_not_before,
-            from_number: row.from_number,
-        })
-        .collect())
+    Ok(rows.into_iter().map(Queued::from).collect())
 }
 
 /// Deletes admitted rows once their `call.requested` is stored in the stream.

@@ -95,7 +95,8 @@ pub async fn attempt_by_input(
     tenant: TenantId,
     input_event_id: EventId,
 ) -> Result<Option<Attempt>, sqlx::Error> {
-    let row = sqlx::query!(
+    sqlx::query_as!(
+        AttemptRow,
         r#"SELECT a.id, a.call_id, a.tenant_id, a.attempt_number, a.state, a.provider_call_id,
                   a.from_number, c.to_number, a.answered_by, a.created_at, a.dialed_at,
                   a.answered_at, c.state AS call_state,
@@ -107,23 +108,8 @@ pub async fn attempt_by_input(
         input_event_id.as_uuid(),
     )
     .fetch_optional(conn)
-    .await?;
-    row.map(|row| {
-        attempt(
-            row.id,
-            row.call_id,
-            row.tenant_id,
-            row.attempt_number,
-            &row.state,
-            row.provider_call_id,
-            row.from_number,
-            row.to_number,
-            row.answered_by.as_deref(),
-            (row.created_at, row.dialed_at, row.answered_at),
-            &row.call_state,
-            row.current_attempt,
-        )
-    })
+    .await?
+    .map(Attempt::try_from)
     .transpose()
 }
 
@@ -133,7 +119,8 @@ pub async fn lock_attempt(
     tenant: TenantId,
     id: AttemptId,
 ) -> Result<Option<Attempt>, sqlx::Error> {
-    let row = sqlx::query!(
+    sqlx::query_as!(
+        AttemptRow,
         r#"SELECT a.id, a.call_id, a.tenant_id, a.attempt_number, a.state, a.provider_call_id,
                   a.from_number, c.to_number, a.answered_by, a.created_at, a.dialed_at,
                   a.answered_at, c.state AS call_state,
@@ -146,64 +133,55 @@ pub async fn lock_attempt(
         id.as_uuid(),
     )
     .fetch_optional(conn)
-    .await?;
-    row.map(|row| {
-        attempt(
-            row.id,
-            row.call_id,
-            row.tenant_id,
-            row.attempt_number,
-            &row.state,
-            row.provider_call_id,
-            row.from_number,
-            row.to_number,
-            row.answered_by.as_deref(),
-            (row.created_at, row.dialed_at, row.answered_at),
-            &row.call_state,
-            row.current_attempt,
-        )
-    })
+    .await?
+    .map(Attempt::try_from)
     .transpose()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attempt(
+/// An attempt joined with its call, as read.
+struct AttemptRow {
     id: uuid::Uuid,
     call_id: uuid::Uuid,
-    tenant: uuid::Uuid,
+    tenant_id: uuid::Uuid,
     attempt_number: i32,
-    state: &str,
+    state: String,
     provider_call_id: Option<String>,
     from_number: Option<String>,
     to_number: String,
-    answered_by: Option<&str>,
-    (created_at, dialed_at, answered_at): (
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    ),
-    call_state: &str,
+    answered_by: Option<String>,
+    created_at: DateTime<Utc>,
+    dialed_at: Option<DateTime<Utc>>,
+    answered_at: Option<DateTime<Utc>>,
+    call_state: String,
     current_attempt: i32,
-) -> Result<Attempt, sqlx::Error> {
-    Ok(Attempt {
-        id: AttemptId::from_uuid(id),
-        call_id: CallId::from_uuid(call_id),
-        tenant: TenantId::from_uuid(tenant),
-        attempt_number: u32::try_from(attempt_number).unwrap_or(1),
-        state: state.parse().map_err(decode_error)?,
-        provider_call_id,
-        from_number,
-        to_number,
-        answered_by: answered_by
-            .map(str::parse::<AnsweredBy>)
-            .transpose()
-            .map_err(decode_error)?,
-        created_at,
-        dialed_at,
-        answered_at,
-        call_state: call_state.parse().map_err(decode_error)?,
-        current_attempt: u32::try_from(current_attempt).unwrap_or(1),
-    })
+}
+
+impl TryFrom<AttemptRow> for Attempt {
+    type Error = sqlx::Error;
+
+    fn try_from(row: AttemptRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: AttemptId::from_uuid(row.id),
+            call_id: CallId::from_uuid(row.call_id),
+            tenant: TenantId::from_uuid(row.tenant_id),
+            attempt_number: u32::try_from(row.attempt_number).unwrap_or(1),
+            state: row.state.parse().map_err(decode_error)?,
+            provider_call_id: row.provider_call_id,
+            from_number: row.from_number,
+            to_number: row.to_number,
+            answered_by: row
+                .answered_by
+                .as_deref()
+                .map(str::parse::<AnsweredBy>)
+                .transpose()
+                .map_err(decode_error)?,
+            created_at: row.created_at,
+            dialed_at: row.dialed_at,
+            answered_at: row.answered_at,
+            call_state: row.call_state.parse().map_err(decode_error)?,
+            current_attempt: u32::try_from(row.current_attempt).unwrap_or(1),
+        })
+    }
 }
 
 /// An attempt to record before the provider is asked (the dial protocol's intent).
