@@ -446,3 +446,73 @@ async fn rejected_twilio_credentials_dead_letter_the_call_with_a_reason_the_clie
     assert_eq!(attempts, 0);
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_call_request_delivered_after_its_window_closed_waits_instead_of_dialing() {
+    use caller::events::call_flow::CallRequested;
+    let h = Harness::start(Options {
+        stages: vec!["dial"],
+        ..Options::default()
+    })
+    .await;
+    // As if admitted in the afternoon and delivered at night, after an outage.
+    let phone = "+15125550161";
+    let lead = harness::resolved(phone, night_zone());
+    let request = CallRequested {
+        call_id: caller::ids::CallId::from_uuid(uuid::Uuid::now_v7()),
+        attempt_number: 1,
+        to: lead.phone.clone(),
+        from: caller::ids::PhoneNumber::parse(harness::CALLER_NUMBER).unwrap(),
+        dial_not_before: chrono::Utc::now(),
+        lead,
+    };
+    // The admitted call exists, so without the window check the dial would go through.
+    let json = serde_json::to_value(&request.lead).unwrap();
+    let mut tx = h.env.db.store.begin_tenant(h.tenant).await.unwrap();
+    caller::store::calls::create_queued(
+        &mut tx,
+        &caller::store::calls::NewCall {
+            id: request.call_id,
+            tenant: h.tenant,
+            to: &request.to,
+            from: &request.from,
+            crm_contact_id: None,
+            lead: &json,
+            request_event_id: caller::ids::EventId::new_v7(),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let envelope = caller::bus::envelope::Envelope::new(h.tenant, "test", request);
+    h.env
+        .bus
+        .publish_all(&[envelope.to_message().unwrap()])
+        .await
+        .unwrap();
+    // Wait for the handler's decision: a retry (waiting for the window) or a success.
+    let dial = h.runtime.metrics.stage("dial");
+    let load =
+        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    eventually(WAIT, "the dial stage decided", || async {
+        load(&dial.retried) + load(&dial.processed) + load(&dial.rejected) > 0
+    })
+    .await;
+    // Put back on the stream to wait for the window: not dialed, not dead-lettered.
+    assert_eq!(load(&dial.retried), 1);
+    assert_eq!(load(&dial.processed), 0);
+    assert_eq!(h.sim.calls_to(phone), 0);
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM call_attempts")
+        .fetch_one(&h.env.db.observer)
+        .await
+        .unwrap();
+    assert_eq!(attempts, 0);
+    assert!(
+        caller::bus::dead_letter::list(&h.env.bus, Some("dial"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    h.finish().await;
+}

@@ -12,6 +12,8 @@
 //!   3. otherwise record the intent (`call_attempts` row in `dialing`, committed in its own
 //!      transaction), wait for the pacing slot (taking a fresh one if the stage is late), ask
 //!      the provider, and record its call id in the claim's transaction.
+//! - Calling window: checked again before a fresh dial; a request delivered after its window
+//!   closed (an outage) waits on the stream until the window opens, never dialed outside it.
 //! - Errors: a transient provider failure (429, 5xx, connection refused) deletes the intent
 //!   (the provider did not act) and retries with backoff; a permanent one (21211 invalid
 //!   number, 21215 no geographic permission) fails the call with code and reason, not
@@ -21,12 +23,14 @@
 mod reconcile;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
 use super::{Stage, StageContext};
 use crate::bus::envelope::Envelope;
 use crate::bus::runner::Runtime;
 use crate::calls::state::{AttemptState, CallState, Event, Failure, Outcome, Transition};
 use crate::calls::twiml;
+use crate::calls::window::{Admission, CallingPolicy};
 use crate::error::StageError;
 use crate::events::EventSpec;
 use crate::events::call_flow::{CallOutcome, CallRequested};
@@ -103,6 +107,7 @@ impl Stage for Dial {
                 .reconcile(&telephony, &snapshot, input, attempt, cx)
                 .await;
         }
+        check_window(&snapshot, &input.payload)?;
         let attempt_id = attempt_id_of(input.meta.event_id);
         let intent = NewAttempt {
             id: attempt_id,
@@ -425,6 +430,31 @@ async fn settle(
         },
     )?;
     Ok(())
+}
+
+/// Refuses to start a call outside the callee's calling window. Admission checked it at the
+/// slot, but a request delivered late (an outage, a long backlog) may arrive after the window
+/// closed: it is put back on the stream until the window opens (one delivery, NAK with that
+/// delay), never dialed at 21:00 or later.
+fn check_window(snapshot: &TenantSnapshot, request: &CallRequested) -> Result<(), StageError> {
+    let policy = CallingPolicy::from_config(&snapshot.configuration, snapshot.timezone)
+        .map_err(|error| StageError::rejected(format!("unusable calling windows: {error}")))?;
+    let timezone = request
+        .lead
+        .timezone
+        .parse::<Tz>()
+        .unwrap_or(snapshot.timezone);
+    let now = Utc::now();
+    match policy.next_allowed(timezone, now) {
+        Admission::Now => Ok(()),
+        Admission::Defer { until } => Err(StageError::Retryable {
+            reason: "outside the calling window; waiting for it to open".to_owned(),
+            after: Some((until - now).to_std().unwrap_or_default()),
+        }),
+        Admission::Never => Err(StageError::rejected(
+            "no allowed calling time within 14 days (check the client's calling windows)",
+        )),
+    }
 }
 
 async fn sleep_until(at: DateTime<Utc>) {
