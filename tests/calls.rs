@@ -98,6 +98,27 @@ async fn a_resolved_lead_becomes_one_call_through_every_state() {
         outcome_call_id(&h, phone).await
     );
     assert!(session.frames_sent > 0 && session.stopped);
+    // The stream carries a token that opens exactly this call, for the media gateway.
+    let keyring = caller::crypto::Keyring::from_parts("k1", [("k1", harness::MASTER_KEY)]).unwrap();
+    let tokens = caller::calls::stream_token::StreamTokens::from_keyring(&keyring);
+    let parameter = |name: &str| {
+        session.custom_parameters[name]
+            .parse::<uuid::Uuid>()
+            .unwrap()
+    };
+    let claims = caller::calls::stream_token::StreamClaims {
+        tenant: caller::ids::TenantId::from_uuid(parameter("tenant_id")),
+        call: caller::ids::CallId::from_uuid(parameter("call_id")),
+        attempt: caller::ids::AttemptId::from_uuid(parameter("attempt_id")),
+    };
+    assert_eq!(claims.tenant, h.tenant);
+    tokens
+        .verify(
+            &session.custom_parameters["token"],
+            &claims,
+            chrono::Utc::now(),
+        )
+        .unwrap();
     // Every callback was accepted (signed correctly, published).
     let callbacks = h.sim.callbacks();
     assert!(!callbacks.is_empty());

@@ -3,5 +3,6 @@
 
 pub mod caller_id;
 pub mod state;
+pub mod stream_token;
 pub mod twiml;
 pub mod window;

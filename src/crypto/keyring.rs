@@ -139,6 +139,11 @@ impl Keyring {
     pub fn get(&self, key_id: &KeyId) -> Option<&Secret<[u8; 32]>> {
         self.keys.get(key_id)
     }
+
+    /// Returns every key id, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &KeyId> {
+        self.keys.keys()
+    }
 }
 
 #[cfg(test)]

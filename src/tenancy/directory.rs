@@ -184,6 +184,12 @@ impl Directory {
         }
     }
 
+    /// Returns the master keys this directory opens secrets with, if it has them.
+    #[must_use]
+    pub fn keyring(&self) -> Option<&Arc<Keyring>> {
+        self.keyring.as_ref()
+    }
+
     /// Returns the tenant's snapshot, `None` when no such tenant exists.
     pub async fn tenant(&self, id: TenantId) -> Result<Option<Arc<TenantSnapshot>>, sqlx::Error> {
         let generation = match self.cached_tenant(id) {

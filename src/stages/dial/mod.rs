@@ -29,6 +29,7 @@ use super::{Stage, StageContext};
 use crate::bus::envelope::Envelope;
 use crate::bus::runner::Runtime;
 use crate::calls::state::{AttemptState, CallState, Event, Failure, Outcome, Transition};
+use crate::calls::stream_token::{StreamClaims, StreamTokens};
 use crate::calls::twiml;
 use crate::calls::window::{Admission, CallingPolicy};
 use crate::error::StageError;
@@ -58,6 +59,9 @@ pub struct Dial {
     http: reqwest::Client,
     telephony: TelephonySettings,
     admission: AdmissionSettings,
+    /// Signs the media stream's parameters (with the keyring; without one no call can be
+    /// placed anyway, since the tenant's Twilio token cannot be opened).
+    stream_tokens: Option<StreamTokens>,
 }
 
 /// Returns the attempt a `call.requested` event becomes: derived from it, so replays agree.
@@ -78,6 +82,10 @@ impl Stage for Dial {
             http: crate::providers::http::client(),
             telephony: runtime.stages.telephony.clone(),
             admission: runtime.stages.admission.clone(),
+            stream_tokens: runtime
+                .directory
+                .keyring()
+                .map(|keyring| StreamTokens::from_keyring(keyring)),
         })
     }
 
@@ -320,16 +328,32 @@ impl Dial {
         let base = self.telephony.public_base_url.trim_end_matches('/');
         let callbacks = format!("{base}/webhooks/{tenant}/twilio/calls/{attempt}");
         let configuration = &snapshot.configuration;
+        let mut parameters = vec![
+            ("tenant_id", tenant_text.as_str()),
+            ("call_id", call_id.as_str()),
+            ("attempt_id", attempt.as_str()),
+        ];
+        // The stream opens when the callee answers: within the ring timeout, plus margin.
+        let expires = Utc::now()
+            + chrono::Duration::seconds(i64::from(self.telephony.ring_timeout_secs))
+            + chrono::Duration::minutes(5);
+        let token = self.stream_tokens.as_ref().map(|tokens| {
+            let claims = StreamClaims {
+                tenant,
+                call: input.payload.call_id,
+                attempt: attempt_id,
+            };
+            tokens.issue(&claims, expires)
+        });
+        if let Some(token) = &token {
+            parameters.push(("token", token.as_str()));
+        }
         PlaceCall {
             to: input.payload.to.clone(),
             from: input.payload.from.clone(),
             instructions: CallInstructions::Twiml(twiml::connect_stream(
                 &self.telephony.media_stream_url,
-                &[
-                    ("tenant_id", &tenant_text),
-                    ("call_id", &call_id),
-                    ("attempt_id", &attempt),
-                ],
+                &parameters,
             )),
             status_callback: format!("{callbacks}/status"),
             machine_detection_callback: configuration
