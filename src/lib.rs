@@ -37,6 +37,7 @@ pub mod normalize;
 pub mod phone;
 pub mod pipeline;
 pub mod providers;
+pub mod recording;
 pub mod schemas;
 pub mod secret;
 pub mod settings;
