@@ -18,6 +18,8 @@
 //! - [`providers`]: vendor adapters; today the per-provider healthchecks and their simulators.
 //! - [`ids`], [`secret`], [`error`]: typed ids, redacting secrets, the stage error taxonomy.
 //! - [`telemetry`]: JSON logs, one span per message.
+//! - [`media`], [`voice`]: wire types of Twilio Media Streams and ElevenLabs Agents, for the
+//!   converse stage (not used yet).
 
 pub mod api;
 pub mod app;
@@ -32,12 +34,15 @@ pub mod hex;
 pub mod http;
 pub mod ids;
 pub mod ingress;
+pub mod media;
 pub mod metrics;
 pub mod normalize;
 pub mod phone;
 pub mod pipeline;
 pub mod providers;
 pub mod recording;
+#[cfg(test)]
+mod schema_check;
 pub mod schemas;
 pub mod secret;
 pub mod settings;
@@ -46,3 +51,4 @@ pub mod stages;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;
+pub mod voice;
