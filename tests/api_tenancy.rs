@@ -292,7 +292,8 @@ async fn a_key_of_one_tenant_can_never_touch_another_tenant_on_any_route() {
                 .replace("{key_id}", &b_key_id)
                 .replace("{list}", "do_not_call")
                 .replace("{phone}", "+14155550100")
-                .replace("{campaign_id}", "spring-promo");
+                .replace("{campaign_id}", "spring-promo")
+                .replace("{call_id}", &uuid::Uuid::now_v7().to_string());
             let verb = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (status, _, body) = api
                 .call(
@@ -752,6 +753,8 @@ async fn the_openapi_document_parses_and_lists_every_route() {
         "POST /v1/clients/{client_id}/blocklist",
         "DELETE /v1/clients/{client_id}/blocklist/{list}/{phone}",
         "GET /v1/clients/{client_id}/dead-letters",
+        "GET /v1/clients/{client_id}/calls",
+        "GET /v1/clients/{client_id}/calls/{call_id}",
         "GET /v1/clients/{client_id}",
         "PATCH /v1/clients/{client_id}",
         "POST /v1/clients/{client_id}/disable",

@@ -128,6 +128,45 @@ async fn a_resolved_lead_becomes_one_call_through_every_state() {
             .all(|callback| callback.status == Some(200)),
         "{callbacks:?}"
     );
+    // The client follows the call through the API: its attempts and every state change.
+    let http = caller::providers::http::client();
+    let get = |path: String| {
+        let request = http
+            .get(format!("{}{path}", h.base))
+            .bearer_auth(&h.api_key)
+            .send();
+        async move {
+            let response = request.await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let listed = get(format!("/v1/clients/{}/calls?state=completed", h.tenant)).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["to"], phone);
+    let call_id = listed[0]["id"].as_str().unwrap();
+    let detail = get(format!("/v1/clients/{}/calls/{call_id}", h.tenant)).await;
+    assert_eq!(detail["outcome"], "human");
+    assert_eq!(detail["attempts"][0]["state"], "completed");
+    assert!(
+        detail["attempts"][0]["provider_call_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("CA")
+    );
+    let changes: Vec<(String, String)> = detail["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["machine"] == "call")
+        .map(|t| {
+            (
+                t["from"].as_str().unwrap().to_owned(),
+                t["to"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(changes, h.transitions(phone, "call").await);
     // The outcome is a fact on the bus.
     let outcomes: i64 = sqlx::query_scalar("SELECT count(*) FROM calls WHERE outcome IS NOT NULL")
         .fetch_one(&h.env.db.observer)

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod blocklist;
 pub mod bulk;
+pub mod calls;
 pub mod clients;
 pub mod credentials;
 pub mod dead_letters;
@@ -94,6 +95,7 @@ impl AppState {
         (name = "audit", description = "append-only audit log"),
         (name = "leads", description = "call requests: one with an Idempotency-Key, or bulk"),
         (name = "blocklist", description = "do-not-call and opt-out numbers"),
+        (name = "calls", description = "calls, their attempts and state changes"),
         (name = "dead-letters", description = "what the pipeline gave up on, with the reason"),
     )
 )]
@@ -139,6 +141,8 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(blocklist::list, blocklist::add))
         .routes(routes!(blocklist::remove))
         .routes(routes!(dead_letters::list))
+        .routes(routes!(calls::list))
+        .routes(routes!(calls::get))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             announce_changes,

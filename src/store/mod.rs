@@ -8,6 +8,7 @@ pub mod admission;
 pub mod api_keys;
 pub mod audit;
 pub mod call_blocklist;
+pub mod call_views;
 pub mod calls;
 pub mod credentials;
 pub mod idempotency_keys;

@@ -94,8 +94,10 @@ pub struct Harness {
     pub env: TestEnv,
     pub sim: TwilioSimState,
     pub sim_base: String,
-    /// The callback routes' base URL (`telephony.public_base_url`).
+    /// The callback routes' and the management API's base URL (`telephony.public_base_url`).
     pub base: String,
+    /// A `clients:read` key of the tenant.
+    pub api_key: String,
     pub tenant: TenantId,
     pub runtime: Runtime,
     pub shutdown: Shutdown,
@@ -135,7 +137,11 @@ impl Harness {
         )
         .unwrap()
         .with_public_base_url(&base);
-        let router = caller::ingress::router(Arc::new(ingress));
+        let api_settings = caller::settings::ApiSettings::default();
+        let api =
+            caller::api::AppState::from_parts(env.db.store.clone(), keyring.clone(), &api_settings);
+        let router = caller::ingress::router(Arc::new(ingress))
+            .merge(caller::api::router(api, &api_settings));
         let shutdown = Shutdown::new();
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(caller::http::serve(
@@ -173,7 +179,9 @@ impl Harness {
             tasks.spawn((descriptor.run)(spec, runtime.clone(), shutdown.clone()));
         }
         let tenant = onboard(&env, "acme-dental", &sim_base, &options).await;
+        let api_key = read_key(&env, tenant).await;
         Self {
+            api_key,
             env,
             sim,
             sim_base,
@@ -228,6 +236,29 @@ impl Harness {
         while self.tasks.join_next().await.is_some() {}
         self.env.finish().await;
     }
+}
+
+/// Issues a `clients:read` API key of `tenant`.
+async fn read_key(env: &TestEnv, tenant: TenantId) -> String {
+    let mut tx = env.db.store.begin_platform().await.unwrap();
+    let key = service::issue_key(
+        &mut tx,
+        &Actor::operator("test"),
+        Some(tenant),
+        &service::KeyRequest {
+            name: "support".into(),
+            scopes: vec![
+                caller::tenancy::api_keys::Scope::ClientsRead
+                    .as_str()
+                    .to_owned(),
+            ],
+            rate_limit_per_minute: None,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    key.text.expose().clone()
 }
 
 /// Telephony settings pointing callbacks at `base` and streams at `media`, with a short
