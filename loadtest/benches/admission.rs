@@ -5,7 +5,7 @@
 //! database, onboards one tenant whose Twilio account is the in-process simulator (create
 //! requests answered after `BENCH_PROVIDER_LATENCY_MS`, default 200; calls then stay quiet, so
 //! no callbacks compete), and runs the real `rate_limit` stage (consumer and admission cycles)
-//! and 1, then 2, `dial` workers (each with the pipeline's 32 handlers and, like a separate
+//! and 1, then 2, `dial` workers (each with the pipeline's 16 handlers and, like a separate
 //! process, its own pool of 16 database connections). The tenant's limits
 //! are set high (`concurrency_cap` 10,000, 1,000 calls/s, 20 caller numbers at 1,000/s each)
 //! so that the pipeline, not the limits, is measured.
