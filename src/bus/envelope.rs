@@ -284,6 +284,16 @@ impl BusMessage {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Replaces the deduplication id, for messages whose duplicates are recognized by their
+    /// content rather than their event id (a webhook delivery retried by its sender).
+    pub fn set_message_id(&mut self, message_id: &str) {
+        for (name, value) in &mut self.headers {
+            if name == header::NATS_MSG_ID {
+                message_id.clone_into(value);
+            }
+        }
+    }
+
     /// Returns the headers as a NATS header map.
     pub fn header_map(&self) -> HeaderMap {
         let mut map = HeaderMap::new();

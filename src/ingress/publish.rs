@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
-use crate::bus::envelope::{BusMessage, Envelope, header};
+use crate::bus::envelope::{BusMessage, Envelope};
 use crate::bus::{Bus, PublishError};
 use crate::events::lead::LeadReceived;
 use crate::ids::{EventId, TenantId};
@@ -30,16 +30,26 @@ pub struct Accepted {
 /// duplicate window drops retries. Unlike other events it is not the event id: each receipt
 /// of a delivery is its own event, and the dedupe stage decides which one passes.
 pub fn message_id(lead: &LeadReceived) -> String {
+    content_message_id(
+        "lead",
+        &[
+            lead.tenant_key.scope().as_bytes(),
+            lead.dedupe_key.as_bytes(),
+        ],
+    )
+}
+
+/// Returns `<prefix>-` and the hex of the first 16 bytes of a SHA-256 over `parts`, each
+/// length-prefixed (so `("ab", "c")` and `("a", "bc")` differ): the `Nats-Msg-Id` of a
+/// delivery recognized by its content, identical whenever its sender retries it.
+pub fn content_message_id(prefix: &str, parts: &[&[u8]]) -> String {
     let mut hasher = Sha256::new();
-    for part in [
-        lead.tenant_key.scope().as_bytes(),
-        lead.dedupe_key.as_bytes(),
-    ] {
+    for part in parts {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part);
     }
     let digest = hasher.finalize();
-    format!("lead-{}", crate::hex::encode(&digest[..16]))
+    format!("{prefix}-{}", crate::hex::encode(&digest[..16]))
 }
 
 /// Encodes a lead for `tenant` (the platform tenant while it is unknown), with its
@@ -55,11 +65,7 @@ pub fn lead_message(
         tracing::error!(%error, "lead does not encode");
         ApiError::Internal
     })?;
-    for (name, value) in &mut message.headers {
-        if name == header::NATS_MSG_ID {
-            value.clone_from(&message_id);
-        }
-    }
+    message.set_message_id(&message_id);
     Ok((envelope.meta.event_id, message))
 }
 

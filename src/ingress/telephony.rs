@@ -28,14 +28,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use super::Ingress;
 use super::limits::read_body;
-use super::publish::publish_messages;
+use super::publish::{content_message_id, publish_messages};
 use super::verify::twilio::TwilioSignature;
 use crate::api::error::ApiError;
-use crate::bus::envelope::{Envelope, header};
+use crate::bus::envelope::Envelope;
 use crate::calls::state::{AnsweredBy, Failure, ProviderStatus};
 use crate::events::call_flow::{CallStatusReported, ReportKind};
 use crate::ids::{AttemptId, TenantId};
@@ -101,11 +100,7 @@ pub async fn twilio_call(
         tracing::error!(%error, "status report does not encode");
         ApiError::Internal
     })?;
-    for (name, value) in &mut message.headers {
-        if name == header::NATS_MSG_ID {
-            value.clone_from(&message_id);
-        }
-    }
+    message.set_message_id(&message_id);
     let mut published = publish_messages(&ingress.bus, std::slice::from_ref(&message)).await;
     published.pop().unwrap_or(Err(ApiError::Unavailable))?;
     Ok(StatusCode::OK.into_response())
@@ -161,28 +156,23 @@ fn report_of(
 
 /// The same callback (Twilio retries it) always gets the same message id.
 fn message_id(report: &CallStatusReported) -> String {
-    let mut hasher = Sha256::new();
-    for part in [
-        report.attempt_id.to_string(),
-        report.provider_call_id.clone(),
-        format!("{:?}", report.kind),
-        report
-            .status
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default(),
-        report
-            .answered_by
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default(),
-        report
-            .sequence_number
-            .map(|n| n.to_string())
-            .unwrap_or_default(),
-    ] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    format!("twilio-{}", crate::hex::encode(&hasher.finalize()[..16]))
+    let attempt = report.attempt_id.to_string();
+    let kind = format!("{:?}", report.kind);
+    let sequence = report
+        .sequence_number
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    content_message_id(
+        "twilio",
+        &[
+            attempt.as_bytes(),
+            report.provider_call_id.as_bytes(),
+            kind.as_bytes(),
+            report.status.map_or("", ProviderStatus::as_str).as_bytes(),
+            report.answered_by.map_or("", AnsweredBy::as_str).as_bytes(),
+            sequence.as_bytes(),
+        ],
+    )
 }
 
 #[cfg(test)]
