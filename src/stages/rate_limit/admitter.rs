@@ -20,7 +20,7 @@
 //! Concurrency: a call counts from admission (`queued`) until it settles; the provider's own
 //! view of "in progress" is a subset of that, so the cap holds at the provider too.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -94,12 +94,15 @@ pub async fn cycle(runtime: &Runtime, settings: &AdmissionSettings) -> anyhow::R
     Ok(())
 }
 
-/// Admits what the tenant's limits allow now; returns the admitted rows (committed).
+/// An admitted lead: its queue row's key and its `call.requested`.
+type Admitted = (uuid::Uuid, Envelope<CallRequested>);
+
+/// Admits what the tenant's limits allow now; returns the admitted leads (committed).
 async fn admit_tenant(
     runtime: &Runtime,
     settings: &AdmissionSettings,
     tenant: TenantId,
-) -> anyhow::Result<Vec<Queued>> {
+) -> anyhow::Result<Vec<Admitted>> {
     let snapshot = runtime.directory.tenant(tenant).await?;
     let mut tx = runtime.store.begin_tenant(tenant).await?;
     let Some(tenant_tat) = admission::lock_tenant(&mut tx, tenant).await? else {
@@ -120,7 +123,6 @@ async fn admit_tenant(
         return Ok(Vec::new());
     }
     let leads = admission::ready_leads(&mut tx, tenant, free.min(MAX_ADMITTED_PER_TENANT)).await?;
-    let plan = Plan::new(settings, &snapshot, tenant_tat);
     let keys: Vec<String> = snapshot
         .configuration
         .caller_numbers
@@ -132,9 +134,9 @@ async fn admit_tenant(
             .await?
             .into_iter()
             .collect();
-    let mut plan = plan.with_numbers(number_tats);
+    let mut plan = Plan::new(settings, &snapshot, tenant_tat, number_tats);
     let mut admitted = Vec::new();
-    for mut lead in leads {
+    for lead in leads {
         match plan.place(&lead) {
             Placement::Admit { slot, from } => {
                 let parsed: LeadResolved = match serde_json::from_value(lead.lead.clone()) {
@@ -157,9 +159,10 @@ async fn admit_tenant(
                 };
                 calls::create_queued(&mut tx, &call).await?;
                 admission::admit(&mut tx, tenant, lead.lead_event_id, slot, &from).await?;
-                lead.dial_not_before = Some(slot);
-                lead.from_number = Some(from.as_str().to_owned());
-                admitted.push(lead);
+                admitted.push((
+                    lead.lead_event_id.as_uuid(),
+                    request(&lead, parsed, from, slot),
+                ));
             }
             Placement::Defer { until, reason } => {
                 admission::defer(&mut tx, tenant, lead.lead_event_id, until, reason).await?;
@@ -169,7 +172,7 @@ async fn admit_tenant(
     }
     admission::set_tat(&mut tx, tenant, TENANT_KEY, plan.tenant_tat).await?;
     for (key, tat) in plan.changed_numbers() {
-        admission::set_tat(&mut tx, tenant, &key, tat).await?;
+        admission::set_tat(&mut tx, tenant, key, tat).await?;
     }
     tx.commit().await?;
     if !admitted.is_empty() {
@@ -210,7 +213,8 @@ struct Plan {
     number_interval: chrono::Duration,
     tenant_tat: DateTime<Utc>,
     number_tats: HashMap<String, DateTime<Utc>>,
-    changed: Vec<String>,
+    /// Numbers whose pacing row this cycle moved.
+    changed: BTreeSet<String>,
 }
 
 impl Plan {
@@ -218,6 +222,7 @@ impl Plan {
         settings: &AdmissionSettings,
         snapshot: &TenantSnapshot,
         tenant_tat: DateTime<Utc>,
+        number_tats: HashMap<String, DateTime<Utc>>,
     ) -> Self {
         let now = Utc::now();
         let config = &snapshot.configuration;
@@ -230,14 +235,9 @@ impl Plan {
             tenant_interval: settings.interval(config.calls_per_second),
             number_interval: settings.interval(settings.caller_number_calls_per_second),
             tenant_tat,
-            number_tats: HashMap::new(),
-            changed: Vec::new(),
+            number_tats,
+            changed: BTreeSet::new(),
         }
-    }
-
-    fn with_numbers(mut self, number_tats: HashMap<String, DateTime<Utc>>) -> Self {
-        self.number_tats = number_tats;
-        self
     }
 
     fn place(&mut self, lead: &Queued) -> Placement {
@@ -287,32 +287,30 @@ impl Plan {
         self.tenant_tat = slot + self.tenant_interval;
         self.number_tats
             .insert(key.clone(), slot + self.number_interval);
-        self.changed.push(key);
+        self.changed.insert(key);
         Placement::Admit { slot, from }
     }
 
-    fn changed_numbers(&self) -> Vec<(String, DateTime<Utc>)> {
-        let mut keys = self.changed.clone();
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .filter_map(|key| self.number_tats.get(&key).map(|tat| (key, *tat)))
-            .collect()
+    fn changed_numbers(&self) -> impl Iterator<Item = (&String, DateTime<Utc>)> {
+        self.changed
+            .iter()
+            .filter_map(|key| self.number_tats.get(key).map(|tat| (key, *tat)))
     }
 }
 
-/// Returns the `call.requested` of an admitted row.
-fn request_of(row: &Queued) -> anyhow::Result<Envelope<CallRequested>> {
-    let lead: LeadResolved = serde_json::from_value(row.lead.clone())?;
-    let from = PhoneNumber::parse(row.from_number.as_deref().unwrap_or_default())?;
-    let dial_not_before = row
-        .dial_not_before
-        .ok_or_else(|| anyhow::anyhow!("admitted row without a slot"))?;
+/// Returns the `call.requested` of an admitted lead: its id derived from the lead event, so
+/// republishing after a crash is harmless.
+fn request(
+    row: &Queued,
+    lead: LeadResolved,
+    from: PhoneNumber,
+    dial_not_before: DateTime<Utc>,
+) -> Envelope<CallRequested> {
     let mut meta = Meta::new::<CallRequested>(row.tenant, "caller/stage/rate_limit");
     meta.event_id = EventId::derived(row.lead_event_id, &[b"rate_limit", b"call.requested"]);
     meta.call_id = Some(row.call_id);
     meta.causation_id = Some(row.lead_event_id);
-    Ok(Envelope {
+    Envelope {
         meta,
         payload: CallRequested {
             call_id: row.call_id,
@@ -322,22 +320,32 @@ fn request_of(row: &Queued) -> anyhow::Result<Envelope<CallRequested>> {
             dial_not_before,
             lead,
         },
-    })
+    }
 }
 
-/// Publishes the admitted rows' requests and awaits every PubAck; returns the lead event ids
-/// of the rows that may now be deleted.
-async fn send(runtime: &Runtime, rows: &[Queued]) -> anyhow::Result<Vec<uuid::Uuid>> {
-    let mut messages = Vec::with_capacity(rows.len());
-    let mut published = Vec::with_capacity(rows.len());
-    for row in rows {
-        match request_of(row).and_then(|envelope| Ok(envelope.to_message()?)) {
+/// Returns the `call.requested` of a stored admitted row (a crash's leftover).
+fn request_of(row: &Queued) -> anyhow::Result<Envelope<CallRequested>> {
+    let lead: LeadResolved = serde_json::from_value(row.lead.clone())?;
+    let from = PhoneNumber::parse(row.from_number.as_deref().unwrap_or_default())?;
+    let dial_not_before = row
+        .dial_not_before
+        .ok_or_else(|| anyhow::anyhow!("admitted row without a slot"))?;
+    Ok(request(row, lead, from, dial_not_before))
+}
+
+/// Publishes admitted leads' requests and awaits every PubAck; returns the keys of the rows
+/// that may now be deleted.
+async fn send(runtime: &Runtime, admitted: &[Admitted]) -> anyhow::Result<Vec<uuid::Uuid>> {
+    let mut messages = Vec::with_capacity(admitted.len());
+    let mut published = Vec::with_capacity(admitted.len());
+    for (key, envelope) in admitted {
+        match envelope.to_message() {
             Ok(message) => {
                 messages.push(message);
-                published.push(row.lead_event_id.as_uuid());
+                published.push(*key);
             }
             Err(error) => {
-                tracing::error!(error = format!("{error:#}"), lead_event_id = %row.lead_event_id, "admitted lead cannot be published; kept for inspection");
+                tracing::error!(%error, lead_event_id = %key, "admitted lead cannot be published; kept for inspection");
             }
         }
     }
@@ -345,9 +353,9 @@ async fn send(runtime: &Runtime, rows: &[Queued]) -> anyhow::Result<Vec<uuid::Uu
     Ok(published)
 }
 
-/// Publishes freshly admitted rows, then deletes them.
-async fn publish(runtime: &Runtime, tenant: TenantId, rows: &[Queued]) -> anyhow::Result<()> {
-    let published = send(runtime, rows).await?;
+/// Publishes freshly admitted leads, then deletes their rows.
+async fn publish(runtime: &Runtime, tenant: TenantId, admitted: &[Admitted]) -> anyhow::Result<()> {
+    let published = send(runtime, admitted).await?;
     let mut tx = runtime.store.begin_tenant(tenant).await?;
     admission::delete_published(&mut tx, tenant, &published).await?;
     tx.commit().await?;
@@ -366,9 +374,17 @@ async fn republish_leftovers(runtime: &Runtime) -> anyhow::Result<()> {
         rows = rows.len(),
         "republishing admitted calls a crash left unpublished"
     );
-    let mut by_tenant: HashMap<TenantId, Vec<Queued>> = HashMap::new();
+    let mut by_tenant: HashMap<TenantId, Vec<Admitted>> = HashMap::new();
     for row in rows {
-        by_tenant.entry(row.tenant).or_default().push(row);
+        match request_of(&row) {
+            Ok(envelope) => by_tenant
+                .entry(row.tenant)
+                .or_default()
+                .push((row.lead_event_id.as_uuid(), envelope)),
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), lead_event_id = %row.lead_event_id, "admitted lead cannot be published; kept for inspection");
+            }
+        }
     }
     // The rows stay locked by this transaction until they are deleted in it, so no other
     // process sends them at the same time.
