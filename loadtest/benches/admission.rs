@@ -39,7 +39,7 @@ use chrono::{DateTime, Timelike as _, Utc};
 use serde_json::json;
 
 mod support;
-use support::start_nats;
+use support::{env_number, percentile, start_nats};
 
 fn lead(phone: &str, timezone: &str) -> LeadResolved {
     LeadResolved {
@@ -85,13 +85,6 @@ fn daytime_zone() -> &'static str {
         (9..19).contains(&now.with_timezone(&tz).hour())
     })
     .unwrap()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    // Nearest-rank percentile.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let rank = ((sorted.len() as f64) * p).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
 }
 
 /// Publishes `count` leads and waits for the simulator to receive each create request.
@@ -155,14 +148,8 @@ async fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
-    let env_number = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let count = usize::try_from(env_number("BENCH_LEADS", 1_000)).unwrap();
-    let latency = Duration::from_millis(env_number("BENCH_PROVIDER_LATENCY_MS", 200));
+    let count = usize::try_from(env_number("BENCH_LEADS", 1_000u64)).unwrap();
+    let latency = Duration::from_millis(env_number("BENCH_PROVIDER_LATENCY_MS", 200u64));
     println!(
         "| dial workers | leads/s (lead.resolved → create-call at the provider) | p50 | p99 |"
     );

@@ -37,7 +37,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 mod support;
-use support::{median, start_nats};
+use support::{env_number, median, percentile, start_nats};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwbDzNGgCt8ok0";
 
@@ -163,24 +163,13 @@ async fn refused(url: &str, count: usize, expected: u16) -> Vec<Duration> {
     latencies
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
 #[tokio::main]
 async fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
-    let env_number = |name: &str, default: usize| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let count = env_number("BENCH_REQUESTS", 4_000);
-    let concurrency = env_number("BENCH_CONCURRENCY", 32);
+    let count = env_number("BENCH_REQUESTS", 4_000usize);
+    let concurrency = env_number("BENCH_CONCURRENCY", 32usize);
     let store_dir = tempfile::tempdir().unwrap();
     let (_server, nats_url) = start_nats(store_dir.path());
     let bus = Bus::connect(&nats_url, Duration::from_secs(5))
