@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use caller::bus::envelope::Envelope;
-use caller::bus::provision::Definitions;
 use caller::bus::runner::Runtime;
 use caller::crypto::Keyring;
 use caller::events::lead::LeadSource;
@@ -31,7 +30,7 @@ use chrono::{Timelike as _, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, nats_definitions_copy, project_root};
+use crate::common::{TestEnv, nats_definitions_copy, project_root, spawn_stages};
 
 /// The master key sealing the tenant's credentials (also given to `caller` processes).
 pub const MASTER_KEY: [u8; 32] = [42u8; 32];
@@ -170,14 +169,13 @@ impl Harness {
         runtime.stages.admission = options.admission.clone();
         let media = media_endpoint().await;
         runtime.stages.telephony = telephony_settings(&base, &media);
-        let definitions = Definitions::load(nats_dir.path()).unwrap();
-        let pipelines = caller::pipeline::load(&project_root().join("pipelines")).unwrap();
-        let topology = caller::pipeline::compile(pipelines, &definitions).unwrap();
-        for name in &options.stages {
-            let spec = topology.stage(name).unwrap().clone();
-            let descriptor = caller::stages::find(name).unwrap();
-            tasks.spawn((descriptor.run)(spec, runtime.clone(), shutdown.clone()));
-        }
+        spawn_stages(
+            nats_dir.path(),
+            &options.stages,
+            &runtime,
+            &shutdown,
+            &mut tasks,
+        );
         let tenant = onboard(&env, "acme-dental", &sim_base, &options).await;
         let api_key = read_key(&env, tenant).await;
         Self {

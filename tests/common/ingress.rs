@@ -10,7 +10,6 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use caller::api::{self, AppState};
 use caller::bus::envelope::Envelope;
-use caller::bus::provision::Definitions;
 use caller::bus::runner::Runtime;
 use caller::bus::subjects::{self, TenantToken};
 use caller::crypto::Keyring;
@@ -32,7 +31,7 @@ use ed25519_dalek::pkcs8::EncodePublicKey as _;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::common::{NatsServer, TestEnv, nats_definitions_copy, project_root};
+use crate::common::{NatsServer, TestEnv, nats_definitions_copy, project_root, spawn_stages};
 
 /// The tenant's Standard Webhooks secrets: current and previous.
 pub const CUSTOM_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwbDzNGgCt8ok0";
@@ -149,14 +148,13 @@ impl Harness {
                 client_secret: Some(Secret::new(sim_accounts.zoho_client_secret.clone())),
             },
         )));
-        let definitions = Definitions::load(nats_dir.path()).unwrap();
-        let pipelines = caller::pipeline::load(&project_root().join("pipelines")).unwrap();
-        let topology = caller::pipeline::compile(pipelines, &definitions).unwrap();
-        for name in ["dedupe", "resolve_tenant"] {
-            let spec = topology.stage(name).unwrap().clone();
-            let descriptor = caller::stages::find(name).unwrap();
-            tasks.spawn((descriptor.run)(spec, runtime.clone(), shutdown.clone()));
-        }
+        spawn_stages(
+            nats_dir.path(),
+            &["dedupe", "resolve_tenant"],
+            &runtime,
+            &shutdown,
+            &mut tasks,
+        );
 
         let (tenant, tenant_key) = onboard(&env, &sim_base, &sim_accounts).await;
         Self {

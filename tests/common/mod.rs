@@ -254,6 +254,25 @@ impl TestEnv {
     }
 }
 
+/// Runs `names` stages of the repository's pipelines, with the consumers of `nats_dir`, on
+/// `tasks` until `shutdown`.
+pub fn spawn_stages(
+    nats_dir: &Path,
+    names: &[&str],
+    runtime: &caller::bus::runner::Runtime,
+    shutdown: &caller::shutdown::Shutdown,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) {
+    let definitions = Definitions::load(nats_dir).unwrap();
+    let pipelines = caller::pipeline::load(&project_root().join("pipelines")).unwrap();
+    let topology = caller::pipeline::compile(pipelines, &definitions).unwrap();
+    for name in names {
+        let spec = topology.stage(name).unwrap().clone();
+        let descriptor = caller::stages::find(name).unwrap();
+        tasks.spawn((descriptor.run)(spec, runtime.clone(), shutdown.clone()));
+    }
+}
+
 /// Polls `check` every 20 ms until it returns true or `limit` passes.
 pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
