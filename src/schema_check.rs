@@ -1,5 +1,5 @@
 //! A small JSON Schema validator for tests: enough to check our vendor wire types against the
-//! vendor schemas we keep under `schemas/fixtures/` (Twilio Media Streams, ElevenLabs AsyncAPI).
+//! vendor schemas we keep under `schemas/vendor/` (Twilio Media Streams, ElevenLabs AsyncAPI).
 //!
 //! There is no JSON Schema crate in the dependency tree, and the two schemas use a small set of
 //! keywords, so this implements exactly those. A keyword it does not know is an error rather
@@ -392,4 +392,40 @@ mod pattern {
             assert!(matches("^\\d$", "1").is_err());
         }
     }
+}
+
+/// Reads `schemas/vendor/<name>` as JSON.
+pub(crate) fn vendor_schema(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/vendor")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Returns the text of `schemas/fixtures/<dir>/<name>`.
+pub(crate) fn fixture(dir: &str, name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/fixtures")
+        .join(dir)
+        .join(name);
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Returns every file of `schemas/fixtures/<dir>` whose name starts with `prefix`, as (file
+/// name, text), sorted by name.
+pub(crate) fn fixtures(dir: &str, prefix: &str) -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/fixtures")
+        .join(dir);
+    let mut found: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?.to_owned();
+            name.starts_with(prefix)
+                .then(|| (name, std::fs::read_to_string(&path).unwrap()))
+        })
+        .collect();
+    found.sort();
+    found
 }

@@ -1,34 +1,12 @@
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
 
 use super::{Inbound, Outbound, Track, WireError, parse};
-use crate::schema_check::validate_at;
+use crate::schema_check::{fixture, fixtures, validate_at, vendor_schema};
 
 const STREAM_SID: &str = "MZaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/fixtures/twilio-media")
-}
-
 fn schema() -> Value {
-    let path = fixtures_dir().join("../../vendor/twilio.media-streams.messages.schema.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Every fixture whose name starts with `prefix`, as (file name, text).
-fn fixtures(prefix: &str) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = std::fs::read_dir(fixtures_dir())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter_map(|path| {
-            let name = path.file_name()?.to_str()?.to_owned();
-            name.starts_with(prefix)
-                .then(|| (name, std::fs::read_to_string(&path).unwrap()))
-        })
-        .collect();
-    found.sort();
-    found
+    vendor_schema("twilio.media-streams.messages.schema.json")
 }
 
 fn assert_valid(schema: &Value, pointer: &str, name: &str, frame: &Value) {
@@ -40,7 +18,7 @@ fn assert_valid(schema: &Value, pointer: &str, name: &str, frame: &Value) {
 #[test]
 fn every_inbound_example_parses_matches_the_schema_and_round_trips() {
     let schema = schema();
-    let examples = fixtures("inbound.");
+    let examples = fixtures("twilio-media", "inbound.");
     assert_eq!(
         examples.len(),
         super::KNOWN_EVENTS.len(),
@@ -65,7 +43,7 @@ fn every_inbound_example_parses_matches_the_schema_and_round_trips() {
 #[test]
 fn every_outbound_example_reads_as_outbound_and_matches_the_schema() {
     let schema = schema();
-    let examples = fixtures("outbound.");
+    let examples = fixtures("twilio-media", "outbound.");
     assert_eq!(examples.len(), 3);
     for (name, text) in examples {
         let frame: Outbound =
@@ -138,7 +116,7 @@ fn media_payload_round_trips_through_base64() {
 
 #[test]
 fn a_truncated_payload_is_an_error_not_a_panic() {
-    let text = std::fs::read_to_string(fixtures_dir().join("inbound.media.json")).unwrap();
+    let text = fixture("twilio-media", "inbound.media.json");
     let Inbound::Media(frame) = parse(&text).unwrap() else {
         panic!("a media frame")
     };
@@ -150,7 +128,7 @@ fn a_truncated_payload_is_an_error_not_a_panic() {
 
 #[test]
 fn counters_parse_from_their_wire_strings() {
-    let text = std::fs::read_to_string(fixtures_dir().join("inbound.start.json")).unwrap();
+    let text = fixture("twilio-media", "inbound.start.json");
     let frame = parse(&text).unwrap();
     assert_eq!(frame.sequence(), Some(1));
     assert_eq!(frame.stream_sid(), Some(STREAM_SID));

@@ -1,22 +1,15 @@
-use std::path::{Path, PathBuf};
-
 use serde_json::{Value, json};
 
 use super::{
     AgentOverride, ClientMessage, ConfigOverride, ConversationInitiation, ConversationOverride,
     DynamicValue, PromptOverride, ServerMessage, SourceInfo, TtsOverride, WireError, parse_server,
 };
-use crate::schema_check::validate_at;
-
-fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/fixtures/elevenlabs-agent")
-}
+use crate::schema_check::{fixture, fixtures, validate_at, vendor_schema};
 
 /// The AsyncAPI, plus two synthetic schemas: `x-client` and `x-server`, each the `oneOf` of
 /// the channel's message payloads in that direction, so a message must match exactly one.
 fn spec() -> Value {
-    let path = fixtures_dir().join("../../vendor/elevenlabs.agents.asyncapi.json");
-    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut spec = vendor_schema("elevenlabs.agents.asyncapi.json");
     for (direction, name) in [("subscribe", "x-client"), ("publish", "x-server")] {
         let branches: Vec<Value> = spec["channels"]["AgentMessages"][direction]["message"]["oneOf"]
             .as_array()
@@ -50,24 +43,10 @@ fn assert_valid(spec: &Value, pointer: &str, frame: &Value) {
     }
 }
 
-fn fixtures(prefix: &str) -> Vec<(String, String)> {
-    let mut found: Vec<(String, String)> = std::fs::read_dir(fixtures_dir())
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter_map(|path| {
-            let name = path.file_name()?.to_str()?.to_owned();
-            name.starts_with(prefix)
-                .then(|| (name, std::fs::read_to_string(&path).unwrap()))
-        })
-        .collect();
-    found.sort();
-    found
-}
-
 #[test]
 fn every_server_example_parses_matches_the_asyncapi_and_round_trips() {
     let spec = spec();
-    let examples = fixtures("server.");
+    let examples = fixtures("elevenlabs-agent", "server.");
     assert_eq!(
         examples.len(),
         super::KNOWN_TYPES.len(),
@@ -89,7 +68,7 @@ fn every_server_example_parses_matches_the_asyncapi_and_round_trips() {
 
 #[test]
 fn an_unmodelled_server_type_is_unknown_not_an_error() {
-    for (name, text) in fixtures("unknown.") {
+    for (name, text) in fixtures("elevenlabs-agent", "unknown.") {
         let message = parse_server(&text).unwrap_or_else(|err| panic!("{name}: {err}"));
         assert_eq!(
             message,
@@ -123,7 +102,7 @@ fn bad_server_input_is_classified_without_panicking() {
 
 #[test]
 fn a_ping_is_answered_with_a_pong_of_the_same_event_id() {
-    let text = std::fs::read_to_string(fixtures_dir().join("server.ping.json")).unwrap();
+    let text = fixture("elevenlabs-agent", "server.ping.json");
     let ServerMessage::Ping { ping_event } = parse_server(&text).unwrap() else {
         panic!("ping")
     };
@@ -144,7 +123,7 @@ fn audio_decodes_from_base64_and_bad_audio_is_an_error() {
     };
     assert_eq!(audio_event.decode_audio().unwrap(), vec![0xff, 0x7f, 0x00]);
 
-    let text = std::fs::read_to_string(fixtures_dir().join("server.audio.json")).unwrap();
+    let text = fixture("elevenlabs-agent", "server.audio.json");
     let Ok(ServerMessage::Audio { audio_event }) = parse_server(&text) else {
         panic!("audio")
     };
@@ -237,7 +216,7 @@ fn every_client_message_we_build_matches_exactly_one_asyncapi_message() {
 #[test]
 fn client_examples_read_back_and_match_the_asyncapi() {
     let spec = spec();
-    let examples = fixtures("client.");
+    let examples = fixtures("elevenlabs-agent", "client.");
     assert!(!examples.is_empty());
     for (name, text) in examples {
         let message: ClientMessage =
