@@ -13,15 +13,17 @@
 //! - Drops, with a log line: reports for attempts we do not know (another system's call, a
 //!   deleted tenant), and reports naming another provider call than the attempt's.
 
-use super::dial::apply;
+use chrono::Utc;
+
 use super::{Stage, StageContext};
 use crate::bus::envelope::Envelope;
 use crate::bus::runner::Runtime;
-use crate::calls::state::Event;
+use crate::calls::state::{AttemptState, CallState, Event, Outcome, Transition};
 use crate::error::StageError;
 use crate::events::EventSpec;
 use crate::events::call_flow::{CallOutcome, CallStatusReported};
-use crate::store::calls::{self, AttemptFacts};
+use crate::ids::EventId;
+use crate::store::calls::{self, Attempt, AttemptFacts};
 
 /// Applies provider reports.
 #[derive(Debug)]
@@ -93,4 +95,96 @@ impl Stage for CallStatus {
         }
         Ok(())
     }
+}
+
+/// Applies `event` to the attempt and, when it is the call's current attempt, to the call;
+/// emits `call.outcome` when the call settles. The dial stage applies its own facts (the
+/// provider accepted or refused the call) through it too.
+pub(crate) async fn apply(
+    cx: &mut StageContext<'_>,
+    attempt: &Attempt,
+    event: &Event,
+    facts: &AttemptFacts,
+    cause: EventId,
+) -> Result<(AttemptState, CallState), StageError> {
+    let mut attempt_state = attempt.state;
+    let current = attempt.attempt_number == attempt.current_attempt;
+    match attempt.state.apply(event) {
+        Transition::Move { from, to } => {
+            if !calls::move_attempt(cx.tx, attempt, from, to, facts, Some(cause)).await? {
+                return Err(StageError::retryable("attempt state changed concurrently"));
+            }
+            attempt_state = to;
+            // Asynchronous machine detection may report after the call ended (a short call,
+            // or one whose media never connected): the settled call's outcome was `human`
+            // and is corrected, with a second `call.outcome` for the same attempt.
+            if from == AttemptState::Completed
+                && to == AttemptState::Voicemail
+                && current
+                && attempt.call_state.is_settled()
+            {
+                settle(cx, attempt, to, facts).await?;
+            }
+        }
+        Transition::Ignore { reason } => {
+            tracing::debug!(%reason, state = %attempt.state, "attempt: event ignored");
+            calls::record_facts(cx.tx, attempt.id, facts).await?;
+        }
+    }
+    let mut call_state = attempt.call_state;
+    // Provider facts of an older attempt must not move the call (calls::state contract).
+    if current {
+        match attempt.call_state.apply(event) {
+            Transition::Move { from, to } => {
+                if !calls::move_call(cx.tx, attempt, from, to, Some(cause)).await? {
+                    return Err(StageError::retryable("call state changed concurrently"));
+                }
+                call_state = to;
+                if to.is_settled() {
+                    settle(cx, attempt, attempt_state, facts).await?;
+                }
+            }
+            Transition::Ignore { reason } => {
+                tracing::debug!(%reason, state = %attempt.call_state, "call: event ignored");
+            }
+        }
+    }
+    Ok((attempt_state, call_state))
+}
+
+/// Stores the outcome of a call that just settled and emits it.
+async fn settle(
+    cx: &mut StageContext<'_>,
+    attempt: &Attempt,
+    attempt_state: AttemptState,
+    facts: &AttemptFacts,
+) -> Result<(), StageError> {
+    let answered_by = facts.answered_by.or(attempt.answered_by);
+    let outcome = Outcome::of_attempt(attempt_state, answered_by, facts.failure.clone())
+        // The call settled while the attempt is not final (e.g. a call-level failure):
+        // report what the call says.
+        .unwrap_or(Outcome::Unknown);
+    calls::set_outcome(cx.tx, attempt.call_id, outcome.as_str()).await?;
+    let duration_secs = match facts.duration_secs {
+        Some(secs) => Some(secs),
+        None => calls::duration_of(cx.tx, attempt.id).await?,
+    };
+    let to = crate::ids::PhoneNumber::parse(&attempt.to_number)
+        .map_err(|_| StageError::rejected("the call's number is not E.164"))?;
+    let mut meta = cx.outbox.next_meta::<CallOutcome>()?;
+    meta.call_id = Some(attempt.call_id);
+    cx.outbox.push_with_meta(
+        meta,
+        CallOutcome {
+            call_id: attempt.call_id,
+            attempt_id: attempt.id,
+            attempt_number: attempt.attempt_number,
+            outcome,
+            to,
+            answered_by,
+            duration_secs,
+            ended_at: Utc::now(),
+        },
+    )?;
+    Ok(())
 }

@@ -25,10 +25,11 @@ mod reconcile;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use super::call_status::apply;
 use super::{Stage, StageContext};
 use crate::bus::envelope::Envelope;
 use crate::bus::runner::Runtime;
-use crate::calls::state::{AttemptState, CallState, Event, Failure, Outcome, Transition};
+use crate::calls::state::{AttemptState, Event, Failure};
 use crate::calls::stream_token::{StreamClaims, StreamTokens};
 use crate::calls::twiml;
 use crate::calls::window::{Admission, CallingPolicy};
@@ -41,7 +42,7 @@ use crate::providers::twilio::Twilio;
 use crate::settings::{AdmissionSettings, TelephonySettings};
 use crate::store::Store;
 use crate::store::admission::{self, TENANT_KEY};
-use crate::store::calls::{self, Attempt, AttemptFacts, NewAttempt};
+use crate::store::calls::{self, AttemptFacts, NewAttempt};
 use crate::tenancy::directory::{Directory, TenantSnapshot};
 
 /// The provider name stored on attempts.
@@ -130,7 +131,7 @@ impl Stage for Dial {
         calls::insert_intent(&mut tx, &intent).await?;
         tx.commit().await?;
         self.fault_point("after_intent").await;
-        self.wait_for_slot(tenant, &input.payload).await?;
+        self.wait_for_slot(&snapshot, &input.payload).await?;
         self.place(&telephony, &snapshot, input, attempt_id, cx)
             .await
     }
@@ -161,7 +162,7 @@ impl Dial {
     /// spacing holds where the provider sees it: a backlog is never released as a burst.
     async fn wait_for_slot(
         &self,
-        tenant: TenantId,
+        snapshot: &TenantSnapshot,
         request: &CallRequested,
     ) -> Result<(), StageError> {
         let tolerance = chrono::Duration::milliseconds(
@@ -174,7 +175,7 @@ impl Dial {
             if Utc::now() <= slot + tolerance {
                 return Ok(());
             }
-            slot = self.fresh_slot(tenant, request).await?;
+            slot = self.fresh_slot(snapshot, request).await?;
         }
         Ok(())
     }
@@ -182,12 +183,10 @@ impl Dial {
     /// Reserves the next slot of the tenant's and the caller number's pacing rows.
     async fn fresh_slot(
         &self,
-        tenant: TenantId,
+        snapshot: &TenantSnapshot,
         request: &CallRequested,
     ) -> Result<DateTime<Utc>, StageError> {
-        let Some(snapshot) = self.directory.tenant(tenant).await? else {
-            return Ok(Utc::now());
-        };
+        let tenant = snapshot.id;
         let number_key = admission::number_key(&request.from);
         let keys = [TENANT_KEY.to_owned(), number_key.clone()];
         let mut tx = self.store.begin_tenant(tenant).await?;
@@ -363,97 +362,6 @@ impl Dial {
             timeout_secs: self.telephony.ring_timeout_secs,
         }
     }
-}
-
-/// Applies `event` to the attempt and, when it is the call's current attempt, to the call;
-/// emits `call.outcome` when the call settles. Shared with `call_status`.
-pub(crate) async fn apply(
-    cx: &mut StageContext<'_>,
-    attempt: &Attempt,
-    event: &Event,
-    facts: &AttemptFacts,
-    cause: EventId,
-) -> Result<(AttemptState, CallState), StageError> {
-    let mut attempt_state = attempt.state;
-    let current = attempt.attempt_number == attempt.current_attempt;
-    match attempt.state.apply(event) {
-        Transition::Move { from, to } => {
-            if !calls::move_attempt(cx.tx, attempt, from, to, facts, Some(cause)).await? {
-                return Err(StageError::retryable("attempt state changed concurrently"));
-            }
-            attempt_state = to;
-            // Asynchronous machine detection may report after the call ended (a short call,
-            // or one whose media never connected): the settled call's outcome was `human`
-            // and is corrected, with a second `call.outcome` for the same attempt.
-            if from == AttemptState::Completed
-                && to == AttemptState::Voicemail
-                && current
-                && attempt.call_state.is_settled()
-            {
-                settle(cx, attempt, to, facts).await?;
-            }
-        }
-        Transition::Ignore { reason } => {
-            tracing::debug!(%reason, state = %attempt.state, "attempt: event ignored");
-            calls::record_facts(cx.tx, attempt.id, facts).await?;
-        }
-    }
-    let mut call_state = attempt.call_state;
-    // Provider facts of an older attempt must not move the call (calls::state contract).
-    if current {
-        match attempt.call_state.apply(event) {
-            Transition::Move { from, to } => {
-                if !calls::move_call(cx.tx, attempt, from, to, Some(cause)).await? {
-                    return Err(StageError::retryable("call state changed concurrently"));
-                }
-                call_state = to;
-                if to.is_settled() {
-                    settle(cx, attempt, attempt_state, facts).await?;
-                }
-            }
-            Transition::Ignore { reason } => {
-                tracing::debug!(%reason, state = %attempt.call_state, "call: event ignored");
-            }
-        }
-    }
-    Ok((attempt_state, call_state))
-}
-
-/// Stores the outcome of a call that just settled and emits it.
-async fn settle(
-    cx: &mut StageContext<'_>,
-    attempt: &Attempt,
-    attempt_state: AttemptState,
-    facts: &AttemptFacts,
-) -> Result<(), StageError> {
-    let answered_by = facts.answered_by.or(attempt.answered_by);
-    let outcome = Outcome::of_attempt(attempt_state, answered_by, facts.failure.clone())
-        // The call settled while the attempt is not final (e.g. a call-level failure):
-        // report what the call says.
-        .unwrap_or(Outcome::Unknown);
-    calls::set_outcome(cx.tx, attempt.call_id, outcome.as_str()).await?;
-    let duration_secs = match facts.duration_secs {
-        Some(secs) => Some(secs),
-        None => calls::duration_of(cx.tx, attempt.id).await?,
-    };
-    let to = crate::ids::PhoneNumber::parse(&attempt.to_number)
-        .map_err(|_| StageError::rejected("the call's number is not E.164"))?;
-    let mut meta = cx.outbox.next_meta::<CallOutcome>()?;
-    meta.call_id = Some(attempt.call_id);
-    cx.outbox.push_with_meta(
-        meta,
-        CallOutcome {
-            call_id: attempt.call_id,
-            attempt_id: attempt.id,
-            attempt_number: attempt.attempt_number,
-            outcome,
-            to,
-            answered_by,
-            duration_secs,
-            ended_at: Utc::now(),
-        },
-    )?;
-    Ok(())
 }
 
 /// Refuses to start a call outside the callee's calling window. Admission checked it at the

@@ -15,7 +15,7 @@
 
 use chrono::Utc;
 
-use super::{Dial, apply};
+use super::Dial;
 use crate::bus::envelope::Envelope;
 use crate::calls::state::{Event, ProviderStatus};
 use crate::error::StageError;
@@ -24,6 +24,7 @@ use crate::ids::PhoneNumber;
 use crate::providers::telephony::Telephony;
 use crate::providers::twilio::Twilio;
 use crate::stages::StageContext;
+use crate::stages::call_status::apply;
 use crate::store::calls::{self, Attempt, AttemptFacts};
 use crate::tenancy::directory::TenantSnapshot;
 
@@ -100,8 +101,7 @@ impl Dial {
         let mut tx = self.store.begin_tenant(input.meta.tenant_id).await?;
         calls::mark_dialed(&mut tx, attempt.id).await?;
         tx.commit().await?;
-        self.wait_for_slot(input.meta.tenant_id, &input.payload)
-            .await?;
+        self.wait_for_slot(snapshot, &input.payload).await?;
         self.place(telephony, snapshot, input, attempt.id, cx).await
     }
 }
