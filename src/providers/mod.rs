@@ -27,4 +27,6 @@ pub mod sim;
 pub mod sim_twilio;
 pub mod telephony;
 pub mod twilio;
+#[cfg(test)]
+pub(crate) mod twilio_spec;
 pub mod zoho;

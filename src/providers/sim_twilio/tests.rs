@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::providers::twilio_spec::{check_against, spec};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -1227,87 +1228,9 @@ async fn listing_filters_and_pages_newest_first() {
 // -----------------------------------------------------------------------------------------
 // The REST resources against the vendored OpenAPI description.
 
-const SPEC_PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/schemas/vendor/twilio_api_v2010.calls.json"
-);
-
-fn resolve<'a>(spec: &'a Value, schema: &'a Value) -> &'a Value {
-    let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
-        return schema;
-    };
-    let pointer = reference.strip_prefix('#').expect("a local $ref");
-    resolve(spec, spec.pointer(pointer).expect("the $ref resolves"))
-}
-
-/// Checks `value` against `schema`'s type, nullability, enum and length, and an object's
-/// properties against the declared ones (every property declared, every required present).
-fn check_against(spec: &Value, name: &str, schema: &Value, value: &Value) {
-    let schema = resolve(spec, schema);
-    if value.is_null() {
-        assert_eq!(
-            schema["nullable"], true,
-            "`{name}` is null but not nullable"
-        );
-        return;
-    }
-    let json_type = match value {
-        Value::String(_) => "string",
-        Value::Object(_) => "object",
-        Value::Array(_) => "array",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) | Value::Null => "number",
-    };
-    let declared = schema["type"].as_str().expect("a declared type");
-    assert!(
-        declared == json_type || (declared == "number" && json_type == "integer"),
-        "`{name}` is {json_type}, the spec says {declared}"
-    );
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        assert!(
-            allowed.contains(value),
-            "`{name}` = {value} is not in the enum"
-        );
-    }
-    if let Some(text) = value.as_str() {
-        let length = text.chars().count() as u64;
-        if let Some(min) = schema["minLength"].as_u64() {
-            assert!(length >= min, "`{name}` is shorter than {min}");
-        }
-        if let Some(max) = schema["maxLength"].as_u64() {
-            assert!(length <= max, "`{name}` is longer than {max}");
-        }
-    }
-    if let (Some(object), Some(properties)) = (
-        value.as_object(),
-        schema.get("properties").and_then(Value::as_object),
-    ) {
-        for (field, field_value) in object {
-            let declared = properties
-                .get(field)
-                .unwrap_or_else(|| panic!("`{name}.{field}` is not declared by the spec"));
-            check_against(spec, &format!("{name}.{field}"), declared, field_value);
-        }
-        for required in schema["required"].as_array().into_iter().flatten() {
-            let field = required.as_str().expect("a property name");
-            assert!(
-                object.contains_key(field),
-                "required `{name}.{field}` is missing"
-            );
-        }
-    }
-    if let (Some(items), Some(item_schema)) = (value.as_array(), schema.get("items")) {
-        for (index, item) in items.iter().enumerate() {
-            check_against(spec, &format!("{name}[{index}]"), item_schema, item);
-        }
-    }
-}
-
 #[tokio::test]
 async fn list_and_fetch_answers_match_the_official_schema() {
-    let text = std::fs::read_to_string(SPEC_PATH).expect("the vendored spec");
-    let spec: Value = serde_json::from_str(&text).expect("the spec is json");
+    let spec = spec();
     let calls = &spec["paths"]["/2010-04-01/Accounts/{AccountSid}/Calls.json"];
     let list_schema = &calls["get"]["responses"]["200"]["content"]["application/json"]["schema"];
     assert_eq!(
