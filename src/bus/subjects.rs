@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::ids::TenantId;
+use crate::ids::{CallId, TenantId};
 
 /// The stream holding canary probes and their answers.
 pub const CANARY_STREAM: &str = "CANARY";
@@ -90,6 +90,42 @@ pub fn calls_status(tenant: TenantToken<'_>) -> String {
 /// failed, cancelled), for the scheduler and analytics.
 pub fn calls_outcome(tenant: TenantToken<'_>) -> String {
     format!("calls.outcome.{tenant}")
+}
+
+/// `calls.answered.<tenant>`: a call's media stream connected and was authenticated by the
+/// media gateway; it opens a conversation (the converse stage).
+pub fn calls_answered(tenant: TenantToken<'_>) -> String {
+    format!("calls.answered.{tenant}")
+}
+
+/// `calls.conversation_ended.<tenant>`: a conversation ended (transcript, tools and recording
+/// are stored), for summarize and analytics.
+pub fn calls_conversation_ended(tenant: TenantToken<'_>) -> String {
+    format!("calls.conversation_ended.{tenant}")
+}
+
+/// `calls.post_call.<tenant>`: the voice provider's verified post-call report (its transcript
+/// and analysis), for the post_call stage to merge.
+pub fn calls_post_call(tenant: TenantToken<'_>) -> String {
+    format!("calls.post_call.{tenant}")
+}
+
+/// `media.<call>.in` (core NATS, not stored): caller audio and telephony events, from the
+/// media gateway to the converse worker that owns the call.
+pub fn media_in(call: &CallId) -> String {
+    format!("media.{call}.in")
+}
+
+/// `media.<call>.out` (core NATS, not stored): agent audio, from the converse worker to the
+/// media gateway holding the call's telephony stream.
+pub fn media_out(call: &CallId) -> String {
+    format!("media.{call}.out")
+}
+
+/// `media.<call>.ctl` (core NATS, not stored): control from the converse worker to the media
+/// gateway (clear on barge-in, mark, hang-up).
+pub fn media_ctl(call: &CallId) -> String {
+    format!("media.{call}.ctl")
 }
 
 /// `tenancy.changed.<tenant>` (core NATS, not stored): a tenant's configuration, credentials

@@ -1,5 +1,6 @@
-//! The media plane's wire formats. Today: the Twilio Media Streams WebSocket protocol
-//! ([`twilio_stream`]), typed for the converse stage's telephony gateway. Nothing uses these
-//! types yet; the gateway that speaks them comes with the converse issue.
+//! The media plane: the Twilio Media Streams protocol ([`twilio_stream`]), the frames that
+//! carry a call's audio and control over core NATS ([`frame`]) and the gateway that bridges the
+//! two ([`gateway`]).
 
+pub mod frame;
 pub mod twilio_stream;

@@ -1,5 +1,6 @@
-//! Voice-agent wire formats. Today: the ElevenLabs Agents (Conversational AI) WebSocket
-//! messages ([`elevenlabs_wire`]), typed for the converse stage's voice bridge. Nothing uses
-//! these types yet; the bridge that speaks them comes with the converse issue.
+//! Voice engines: the [`engine::VoiceEngine`] trait the converse stage talks to, its
+//! ElevenLabs implementation ([`elevenlabs`]) and the ElevenLabs Agents WebSocket messages
+//! ([`elevenlabs_wire`]).
 
 pub mod elevenlabs_wire;
+pub mod engine;
