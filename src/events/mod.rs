@@ -6,6 +6,7 @@
 
 pub mod call_flow;
 pub mod canary;
+pub mod conversation;
 pub mod lead;
 pub mod lead_flow;
 
@@ -93,6 +94,9 @@ pub fn catalogue() -> Vec<EventSpec> {
         EventSpec::of::<call_flow::CallRequested>(),
         EventSpec::of::<call_flow::CallStatusReported>(),
         EventSpec::of::<call_flow::CallOutcome>(),
+        EventSpec::of::<conversation::CallAnswered>(),
+        EventSpec::of::<conversation::ConversationEnded>(),
+        EventSpec::of::<conversation::PostCallReported>(),
     ]
 }
 
