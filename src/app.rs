@@ -150,6 +150,7 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
             dedupe: settings.dedupe.clone(),
             admission: settings.admission.clone(),
             telephony: settings.telephony.clone(),
+            converse: settings.converse.clone(),
         },
         directory: directory.clone(),
         zoho: keyring.clone().map(|keyring| {

@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod app;
+pub mod booking;
 pub mod bus;
 pub mod calls;
 pub mod cli;

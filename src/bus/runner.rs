@@ -41,7 +41,8 @@ use crate::metrics::{Metrics, StageMetrics, bump};
 use crate::pipeline::StageSpec;
 use crate::providers::zoho::ZohoRecords;
 use crate::settings::{
-    AdmissionSettings, DedupeSettings, RunnerSettings, TelephonySettings, TenancySettings,
+    AdmissionSettings, ConverseSettings, DedupeSettings, RunnerSettings, TelephonySettings,
+    TenancySettings,
 };
 use crate::shutdown::Shutdown;
 use crate::stages::{Stage, StageContext};
@@ -76,6 +77,8 @@ pub struct StageSettings {
     pub admission: AdmissionSettings,
     /// The dial stage.
     pub telephony: TelephonySettings,
+    /// The converse stage.
+    pub converse: ConverseSettings,
 }
 
 impl Runtime {

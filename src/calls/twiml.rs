@@ -7,7 +7,7 @@
 //! only when our side could not take the call, so the callee hears an apology, not silence.
 
 /// Escapes text for an XML attribute value or element content.
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match character {

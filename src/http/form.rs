@@ -21,6 +21,36 @@ pub fn parse(bytes: &[u8]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Encodes pairs as `application/x-www-form-urlencoded`: `A-Z a-z 0-9 * - . _` as they are,
+/// space as `+`, every other byte as `%XX` (the WHATWG serializer, which reqwest also uses).
+pub fn encode<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> String {
+    let mut encoded = String::new();
+    for (index, (name, value)) in pairs.iter().enumerate() {
+        if index > 0 {
+            encoded.push('&');
+        }
+        encode_component(name.as_ref(), &mut encoded);
+        encoded.push('=');
+        encode_component(value.as_ref(), &mut encoded);
+    }
+    encoded
+}
+
+fn encode_component(text: &str, out: &mut String) {
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            other => {
+                // Writing to a `String` cannot fail.
+                let _infallible = std::fmt::Write::write_fmt(out, format_args!("%{other:02X}"));
+            }
+        }
+    }
+}
+
 /// Decodes one form-encoded name or value, bytes that are not UTF-8 as U+FFFD.
 fn lossy(encoded: &[u8]) -> String {
     String::from_utf8_lossy(&decode(encoded)).into_owned()

@@ -22,6 +22,7 @@ pub mod limits;
 pub mod publish;
 pub mod telephony;
 pub mod verify;
+pub mod voice;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -140,6 +141,10 @@ pub fn router(ingress: Arc<Ingress>) -> Router {
         .route(
             "/webhooks/{tenant}/twilio/calls/{attempt}/{callback}",
             post(telephony::twilio_call),
+        )
+        .route(
+            "/webhooks/{tenant}/elevenlabs/post-call",
+            post(voice::elevenlabs_post_call),
         )
         .layer(axum::middleware::from_fn(crate::api::auth::request_id))
         .with_state(ingress)

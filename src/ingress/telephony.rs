@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `POST /webhooks/{tenant}/twilio/calls/{attempt}/status` | `StatusCallback` (initiated, ringing, answered, completed) |
 //! | `POST /webhooks/{tenant}/twilio/calls/{attempt}/amd` | `AsyncAmdStatusCallback` |
+//! | `POST /webhooks/{tenant}/twilio/calls/{attempt}/whisper?text=…` | `<Number url>` of a warm transfer: answers TwiML that says `text` to the person taking the call |
 //!
 //! The dial stage builds these URLs from `telephony.public_base_url`, with our attempt id in
 //! the path, so every callback reconciles with its attempt even when the dial stage never
@@ -48,8 +49,9 @@ pub async fn twilio_call(
     body: Body,
 ) -> Result<Response, ApiError> {
     let kind = match callback.as_str() {
-        "status" => ReportKind::Status,
-        "amd" => ReportKind::MachineDetection,
+        "status" => Some(ReportKind::Status),
+        "amd" => Some(ReportKind::MachineDetection),
+        "whisper" => None,
         _ => return Err(ApiError::NotFound),
     };
     let body = read_body(&headers, body, ingress.settings.max_body_bytes).await?;
@@ -82,6 +84,9 @@ pub async fn twilio_call(
         return Err(forbidden());
     }
 
+    let Some(kind) = kind else {
+        return Ok(whisper(&uri));
+    };
     let params = crate::http::form::parse(&body);
     let Ok(attempt_id) = AttemptId::parse(&attempt) else {
         tracing::warn!(tenant_id = %tenant, attempt, "twilio callback for no call of ours; ignored");
@@ -104,6 +109,21 @@ pub async fn twilio_call(
     let mut published = publish_messages(&ingress.bus, std::slice::from_ref(&message)).await;
     published.pop().unwrap_or(Err(ApiError::Unavailable))?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// The TwiML of a warm transfer's whisper: says the URL's `text` to the person who answered.
+fn whisper(uri: &Uri) -> Response {
+    let query = uri.query().unwrap_or_default();
+    let text = crate::http::form::parse(query.as_bytes())
+        .into_iter()
+        .find(|(key, _)| key == "text")
+        .map(|(_, text)| text.chars().take(500).collect::<String>())
+        .unwrap_or_default();
+    let twiml = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>{}</Say></Response>"#,
+        crate::calls::twiml::escape(&text)
+    );
+    ([(axum::http::header::CONTENT_TYPE, "text/xml")], twiml).into_response()
 }
 
 /// Returns the first value of form parameter `name`, if not empty.

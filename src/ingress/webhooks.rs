@@ -285,7 +285,7 @@ pub async fn custom(
 
 /// Finds the tenant named in the path and runs `check` on it; an unknown tenant runs `check`
 /// on `None` (a dummy verification) and is 404. Failures wait for the floor.
-async fn authenticate(
+pub(super) async fn authenticate(
     ingress: &Ingress,
     tenant: &str,
     arrived: Instant,

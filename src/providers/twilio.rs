@@ -45,6 +45,32 @@ pub struct Twilio {
 }
 
 impl Twilio {
+    /// Returns the adapter for a tenant's Twilio account (its current auth token, and the
+    /// operator-set base URL of a simulator or sandbox when there is one), sending through
+    /// `http`.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming what the tenant lacks (never a secret).
+    pub fn for_tenant(
+        snapshot: &crate::tenancy::directory::TenantSnapshot,
+        http: reqwest::Client,
+    ) -> Result<Self, &'static str> {
+        let account = snapshot.twilio()?;
+        let token = account
+            .auth_tokens
+            .first()
+            .cloned()
+            .ok_or("the client has no Twilio auth token")?;
+        let twilio = Self::new(&account.account_sid, token)
+            .map_err(|_| "the client's Twilio account_sid is not an Account SID")?
+            .with_client(http);
+        Ok(match account.base_url.as_deref() {
+            Some(base_url) => twilio.with_base_url(base_url),
+            None => twilio,
+        })
+    }
+
     /// Builds an adapter for `account_sid` (`AC` + 32 hex digits) against [`DEFAULT_BASE_URL`].
     ///
     /// # Errors

@@ -100,3 +100,47 @@ impl Default for TelephonySettings {
         }
     }
 }
+
+/// The converse stage: session leases, engine reconnects, agent tools.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConverseSettings {
+    /// Sessions one worker process holds at once (its capacity in the consumer group).
+    pub max_sessions: usize,
+    /// How long a session's lease lasts without a heartbeat, in milliseconds: a dead
+    /// worker's calls are taken over this long after its last heartbeat.
+    pub lease_ttl_ms: u64,
+    /// How often a worker renews its leases, in milliseconds (well under `lease_ttl_ms`).
+    pub heartbeat_ms: u64,
+    /// How often a worker looks for sessions without a live owner, in milliseconds.
+    pub scan_ms: u64,
+    /// How long an agent tool may run before the agent hears that it failed, in milliseconds.
+    pub tool_timeout_ms: u64,
+    /// A session with no caller audio for this long ends (the media stream died without a
+    /// `stop`), in milliseconds.
+    pub media_timeout_ms: u64,
+    /// Engine reconnects per session before the caller hears the goodbye.
+    pub engine_reconnects: u32,
+    /// What the caller hears when the engine cannot be reached (said by the telephony
+    /// provider before it hangs up).
+    pub goodbye: String,
+    /// What a resumed agent says first after a worker or engine failure.
+    pub resume_line: String,
+}
+
+impl Default for ConverseSettings {
+    fn default() -> Self {
+        Self {
+            max_sessions: 500,
+            lease_ttl_ms: 3_000,
+            heartbeat_ms: 1_000,
+            scan_ms: 200,
+            tool_timeout_ms: 8_000,
+            media_timeout_ms: 15_000,
+            engine_reconnects: 3,
+            goodbye: "Sorry, we are having technical trouble. We will call you back. Goodbye."
+                .to_owned(),
+            resume_line: "Sorry, I lost you for a second. Where were we?".to_owned(),
+        }
+    }
+}

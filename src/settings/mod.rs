@@ -15,7 +15,7 @@ use crate::secret::Secret;
 
 mod calls;
 
-pub use calls::{AdmissionSettings, TelephonySettings};
+pub use calls::{AdmissionSettings, ConverseSettings, TelephonySettings};
 
 /// Every setting of the process.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -49,6 +49,8 @@ pub struct Settings {
     pub admission: AdmissionSettings,
     /// Dialing and telephony callbacks.
     pub telephony: TelephonySettings,
+    /// Conversations: session leases, engine reconnects, agent tools.
+    pub converse: ConverseSettings,
 }
 
 /// The platform's Zoho OAuth app, used to refresh clients' Zoho tokens.

@@ -7,8 +7,10 @@
 
 pub mod call_status;
 pub mod canary;
+pub mod converse;
 pub mod dedupe;
 pub mod dial;
+pub mod post_call;
 pub mod rate_limit;
 pub mod resolve_tenant;
 
@@ -127,6 +129,8 @@ pub fn registry() -> Vec<StageDescriptor> {
         descriptor::<rate_limit::RateLimit>(),
         descriptor::<dial::Dial>(),
         descriptor::<call_status::CallStatus>(),
+        descriptor::<converse::Converse>(),
+        descriptor::<post_call::PostCall>(),
     ]
 }
 

@@ -51,6 +51,11 @@ pub const CUSTOM_WEBHOOK_SECRET: &str = "custom.webhook_secret";
 pub const TWILIO_AUTH_TOKEN: &str = "twilio.auth_token";
 /// Credential kind of the tenant's Twilio Account SID, when not in its settings.
 pub const TWILIO_ACCOUNT_SID: &str = "twilio.account_sid";
+/// Credential kind of the tenant's ElevenLabs API key (`xi-api-key`): the converse stage
+/// opens conversations with it.
+pub const ELEVENLABS_API_KEY: &str = "elevenlabs.api_key";
+/// Credential kind of the HMAC secret ElevenLabs signs post-call webhooks with.
+pub const ELEVENLABS_WEBHOOK_SECRET: &str = "elevenlabs.webhook_secret";
 /// Suffix of the kind that holds the previous value during a rotation (both are accepted),
 /// e.g. `custom.webhook_secret_previous`.
 pub const PREVIOUS_SUFFIX: &str = "_previous";
@@ -62,6 +67,8 @@ pub struct TenantSnapshot {
     pub id: TenantId,
     /// Its slug.
     pub slug: String,
+    /// Its display name (the business the agent speaks for).
+    pub name: String,
     /// False when the client is disabled.
     pub active: bool,
     /// The business's time zone: the configuration's, else the client's.
@@ -137,6 +144,10 @@ pub struct WebhookSecrets {
     pub twilio: Vec<Secret<String>>,
     /// The Twilio Account SID stored as a credential, when not in the settings.
     pub twilio_account_sid: Option<Secret<String>>,
+    /// The ElevenLabs API key.
+    pub elevenlabs_api_key: Option<Secret<String>>,
+    /// ElevenLabs post-call webhook secrets (current, then previous during a rotation).
+    pub elevenlabs_webhook: Vec<Secret<String>>,
 }
 
 /// A provider's key that one client claims in its configuration.
@@ -337,6 +348,7 @@ impl Directory {
         Ok(Some(TenantSnapshot {
             id,
             slug: client.slug,
+            name: client.name,
             active: client.status == "active",
             timezone,
             region,
@@ -411,6 +423,8 @@ fn open_secrets(
             CUSTOM_WEBHOOK_SECRET,
             TWILIO_AUTH_TOKEN,
             TWILIO_ACCOUNT_SID,
+            ELEVENLABS_API_KEY,
+            ELEVENLABS_WEBHOOK_SECRET,
         ]
         .contains(&base)
         {
@@ -439,7 +453,9 @@ fn open_secrets(
     let zoho_channel = pair(ZOHO_CHANNEL_TOKEN);
     let custom_secrets = pair(CUSTOM_WEBHOOK_SECRET);
     let twilio = pair(TWILIO_AUTH_TOKEN);
+    let elevenlabs_webhook = pair(ELEVENLABS_WEBHOOK_SECRET);
     let twilio_account_sid = opened.remove(TWILIO_ACCOUNT_SID);
+    let elevenlabs_api_key = opened.remove(ELEVENLABS_API_KEY);
     let custom = if custom_secrets.is_empty() {
         None
     } else {
@@ -456,5 +472,7 @@ fn open_secrets(
         custom,
         twilio,
         twilio_account_sid,
+        elevenlabs_api_key,
+        elevenlabs_webhook,
     }
 }

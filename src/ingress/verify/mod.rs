@@ -15,6 +15,8 @@
 //!   URL Twilio called and the sorted form parameters (or the URL with `bodySHA256` for JSON
 //!   bodies), with the account's auth tokens; [`TwilioSignature::sign`] signs the same way for the
 //!   telephony simulator.
+//! - [`elevenlabs::ElevenLabsSignature`]: ElevenLabs post-call webhooks. HMAC-SHA256
+//!   `ElevenLabs-Signature: t=…,v0=…` over `<t>.<body>`, `t` at most 30 minutes old.
 //! - [`verify_shared_secret`]: senders that cannot sign (HighLevel and Zoho workflow webhooks,
 //!   Zoho notification channels). A per-tenant secret in the path, a header or the `token`
 //!   field.
@@ -45,6 +47,7 @@
 //! checked by `ed25519-dalek` (`verify_strict`) and `rsa` (PKCS#1 v1.5, SHA-256). No error
 //! message or `Debug` output contains a secret or a presented signature.
 
+pub mod elevenlabs;
 mod gohighlevel;
 mod secret;
 mod standard;

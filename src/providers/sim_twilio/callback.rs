@@ -11,7 +11,6 @@
 //!   retry policy (`rp`) that by default retries connection failures only (UNCONFIRMED which
 //!   failures exactly); the simulator retries every failure so receivers get exercised.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use axum::http::header;
@@ -143,32 +142,7 @@ pub(super) fn split_overrides(url: &str) -> (&str, u32) {
     (target, retries)
 }
 
-/// Encodes pairs as `application/x-www-form-urlencoded`: `A-Z a-z 0-9 * - . _` as they are,
-/// space as `+`, every other byte as `%XX` (the WHATWG serializer, which reqwest also uses).
+/// Encodes pairs as `application/x-www-form-urlencoded` ([`crate::http::form::encode`]).
 pub(super) fn form_encode(pairs: &[(String, String)]) -> String {
-    let mut encoded = String::new();
-    for (index, (name, value)) in pairs.iter().enumerate() {
-        if index > 0 {
-            encoded.push('&');
-        }
-        encode_component(name, &mut encoded);
-        encoded.push('=');
-        encode_component(value, &mut encoded);
-    }
-    encoded
-}
-
-fn encode_component(text: &str, out: &mut String) {
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(byte));
-            }
-            b' ' => out.push('+'),
-            other => {
-                // Writing to a `String` cannot fail.
-                let _infallible = write!(out, "%{other:02X}");
-            }
-        }
-    }
+    crate::http::form::encode(pairs)
 }

@@ -139,21 +139,7 @@ impl Stage for Dial {
 
 impl Dial {
     fn telephony_of(&self, snapshot: &TenantSnapshot) -> Result<Twilio, StageError> {
-        let account = snapshot.twilio().map_err(StageError::rejected)?;
-        let token = account
-            .auth_tokens
-            .first()
-            .cloned()
-            .ok_or_else(|| StageError::rejected("the client has no Twilio auth token"))?;
-        let twilio = Twilio::new(&account.account_sid, token)
-            .map_err(|_| {
-                StageError::rejected("the client's Twilio account_sid is not an Account SID")
-            })?
-            .with_client(self.http.clone());
-        Ok(match account.base_url.as_deref() {
-            Some(base_url) => twilio.with_base_url(base_url),
-            None => twilio,
-        })
+        Twilio::for_tenant(snapshot, self.http.clone()).map_err(StageError::rejected)
     }
 
     /// Waits until the call may start: its admission slot, or, when this stage is later than
