@@ -75,6 +75,17 @@ async fn caller_speech_interrupts_the_agent() {
     let conversation = &harness.state.conversations()[0];
     assert_eq!(conversation.interruptions.len(), 1);
     assert!(conversation.transcript[0].interrupted);
+    let interruption = conversation
+        .server_frames
+        .iter()
+        .position(|frame| frame.contains(r#""type":"interruption""#))
+        .unwrap();
+    assert!(
+        !conversation.server_frames[interruption..]
+            .iter()
+            .any(|frame| frame.contains(r#""type":"audio""#)),
+        "no agent audio follows the interruption"
+    );
 }
 
 #[tokio::test]
