@@ -4,9 +4,10 @@
 //! (`GET /v1/convai/conversation/get-signed-url`), open that WebSocket and send
 //! `conversation_initiation_client_data` (variables, overrides, and for a resumed
 //! conversation the transcript so far), then wait for `conversation_initiation_metadata`.
-//! From then on one task owns the socket: it forwards [`EngineCommand`]s, answers `ping`s at
-//! once (so a slow consumer of events never makes the agent drop the call) and turns server
-//! messages into [`EngineEvent`]s.
+//! From then on one task owns the socket: it forwards [`EngineCommand`]s, answers `ping`s
+//! itself the moment they arrive (server frames win over queued commands) and turns server
+//! messages into [`EngineEvent`]s. Both channels are bounded; a consumer that stops reading
+//! events for longer than [`EVENT_CAPACITY`] events stalls the socket, pings included.
 //!
 //! Invariants:
 //! - the API key is only ever in the `xi-api-key` header: error messages name the agent and

@@ -403,3 +403,133 @@ fn the_transcript_so_far_is_role_colon_text_lines() {
         "agent: Hi Jane.\nuser: Hello?"
     );
 }
+
+/// How a [`fake_agent`] ends its connection.
+#[derive(Clone, Copy)]
+enum FakeEnd {
+    Close(u16),
+    Drop,
+}
+
+/// A hand-scripted agent: answers the signed URL, then sends `frames` (after metadata) and
+/// ends as `end` says, to drive the adapter through what the simulator never sends.
+async fn fake_agent(frames: Vec<String>, end: FakeEnd) -> ElevenLabsEngine {
+    use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+    use axum::http::HeaderMap;
+
+    let frames = std::sync::Arc::new(frames);
+    let app = axum::Router::new()
+        .route(
+            "/v1/convai/conversation/get-signed-url",
+            axum::routing::get(|headers: HeaderMap| async move {
+                let host = headers["host"].to_str().unwrap().to_owned();
+                axum::Json(json!({"signed_url": format!("ws://{host}/ws")}))
+            }),
+        )
+        .route(
+            "/ws",
+            axum::routing::get(move |upgrade: WebSocketUpgrade| {
+                let frames = frames.clone();
+                async move {
+                    upgrade.on_upgrade(move |mut socket| async move {
+                        let _initiation = socket.recv().await;
+                        let metadata = json!({"type": "conversation_initiation_metadata",
+                            "conversation_initiation_metadata_event": {"conversation_id": "conv_fake",
+                            "agent_output_audio_format": "ulaw_8000", "user_input_audio_format": "ulaw_8000"}});
+                        let mut all = vec![metadata.to_string()];
+                        all.extend(frames.iter().cloned());
+                        for frame in all {
+                            socket.send(Message::Text(frame.into())).await.unwrap();
+                        }
+                        match end {
+                            FakeEnd::Close(code) => {
+                                let close = CloseFrame { code, reason: "bye".into() };
+                                let _sent = socket.send(Message::Close(Some(close))).await;
+                                while let Some(Ok(_)) = socket.recv().await {}
+                            }
+                            FakeEnd::Drop => drop(socket),
+                        }
+                    })
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    ElevenLabsEngine::new(
+        ElevenLabsAccount {
+            api_key: Secret::new(KEY.to_owned()),
+            base_url: Some(format!("http://{addr}")),
+        },
+        crate::providers::http::client(),
+    )
+}
+
+async fn all_events(engine: &ElevenLabsEngine) -> Vec<EngineEvent> {
+    let mut session = engine
+        .start(conformance::request("agent_fake".to_owned()))
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(10), session.events.recv())
+        .await
+        .expect("the session ends")
+    {
+        events.push(event);
+    }
+    events
+}
+
+#[tokio::test]
+async fn bad_and_unknown_messages_are_skipped_and_an_error_explains_the_close() {
+    let frames = [
+        "not json".to_owned(),
+        r#"{"type":"agent_typing","agent_typing_event":{"is_typing":true}}"#.to_owned(),
+        r#"{"type":"audio","audio_event":{"audio_base_64":"!!","event_id":1}}"#.to_owned(),
+        r#"{"type":"ping","ping_event":{"event_id":"x"}}"#.to_owned(),
+        r#"{"type":"audio","audio_event":{"audio_base_64":"/38A","event_id":2}}"#.to_owned(),
+        r#"{"type":"user_transcript","user_transcription_event":{"user_transcript":"Hi","event_id":3}}"#.to_owned(),
+        r#"{"type":"error","error_event":{"code":1008,"error_type":"missing_dynamic_variable","message":"Missing lead_name"}}"#.to_owned(),
+    ];
+    let engine = fake_agent(frames.to_vec(), FakeEnd::Close(1008)).await;
+    assert_eq!(
+        all_events(&engine).await,
+        [
+            EngineEvent::Started {
+                conversation_id: "conv_fake".to_owned()
+            },
+            EngineEvent::Audio(bytes::Bytes::from_static(&[0xff, 0x7f, 0x00])),
+            EngineEvent::UserTranscript("Hi".to_owned()),
+            EngineEvent::Ended(EndReason::Failed {
+                kind: "missing_dynamic_variable".to_owned(),
+                message: "Missing lead_name".to_owned(),
+            }),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_close_without_an_error_frame_fails_with_its_code() {
+    let engine = fake_agent(Vec::new(), FakeEnd::Close(1011)).await;
+    let events = all_events(&engine).await;
+    assert_eq!(
+        events.last(),
+        Some(&EngineEvent::Ended(EndReason::Failed {
+            kind: "1011".to_owned(),
+            message: "bye".to_owned(),
+        }))
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_without_a_close_is_disconnected() {
+    let engine = fake_agent(Vec::new(), FakeEnd::Drop).await;
+    let events = all_events(&engine).await;
+    assert!(
+        matches!(
+            events.last(),
+            Some(EngineEvent::Ended(EndReason::Disconnected(_)))
+        ),
+        "{events:?}"
+    );
+}
