@@ -404,3 +404,53 @@ fn mulaw_round_trips_within_its_quantisation() {
         "audible"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_signature_expires_after_fifteen_minutes_and_names_one_agent() {
+    let state = state();
+    let expired = state.issue_signature("agent_a");
+    tokio::time::advance(super::SIGNATURE_TTL + Duration::from_secs(1)).await;
+    assert!(state.redeem("agent_a", &expired).is_none());
+
+    let fresh = state.issue_signature("agent_a");
+    assert!(
+        state.redeem("agent_idle", &fresh).is_none(),
+        "another agent"
+    );
+    assert!(state.redeem("agent_a", &fresh).is_some());
+    assert!(state.redeem("agent_a", &fresh).is_none(), "used");
+}
+
+#[tokio::test]
+async fn a_silent_caller_gets_the_transcript_after_the_listen_timeout() {
+    let state = ElevenLabsSimState::new(KEY)
+        .with_listen_timeout(Duration::from_millis(100))
+        .with_agent("agent_listen", Script::new().listen("Silence.").end());
+    let (addr, _task) = spawn(state.clone()).await;
+    let engine = ElevenLabsEngine::new(
+        ElevenLabsAccount {
+            api_key: Secret::new(KEY.to_owned()),
+            base_url: Some(format!("http://{addr}")),
+        },
+        crate::providers::http::client(),
+    );
+    let mut session = engine
+        .start(crate::voice::conformance::request(
+            "agent_listen".to_owned(),
+        ))
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = session.events.recv().await {
+        events.push(event);
+    }
+    assert_eq!(
+        events[1..],
+        [
+            EngineEvent::UserTranscript("Silence.".to_owned()),
+            EngineEvent::Ended(crate::voice::engine::EndReason::AgentEnded),
+        ]
+    );
+    let conversation = wait_ended(&state).await;
+    assert_eq!(conversation.transcript[0].role, "user");
+}
