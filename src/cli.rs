@@ -41,7 +41,8 @@ pub enum Command {
     Migrate,
     /// Serve the vendor simulators (Twilio calls and healthchecks, ElevenLabs, HighLevel, Zoho
     /// CRM and accounts, custom) on one port with their fixed demo credentials, for demos and
-    /// local runs; never production. `simulate twilio` serves the Twilio simulator alone.
+    /// local runs; never production. `simulate twilio` serves the Twilio simulator alone,
+    /// `simulate elevenlabs` the ElevenLabs Agents simulator alone.
     Simulate {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090", global = true)]
@@ -94,6 +95,39 @@ pub enum SimulateVendor {
     /// Serve only the Twilio simulator: Calls REST, lifecycles with signed status callbacks,
     /// answering machine detection and Media Streams.
     Twilio(TwilioSimArgs),
+    /// Serve only the ElevenLabs Agents simulator: signed URLs, the scripted conversation
+    /// WebSocket (or an echo agent), conversation details and signed post-call webhooks.
+    #[command(name = "elevenlabs")]
+    ElevenLabs(ElevenLabsSimArgs),
+}
+
+/// How `caller simulate elevenlabs` behaves.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ElevenLabsSimArgs {
+    /// The `xi-api-key` to accept (default: the simulators' demo key).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// The agent id to serve.
+    #[arg(long, default_value = "agent_sim_demo")]
+    pub agent: String,
+    /// A JSON script for the agent (`{"steps":[…]}`); without it, the built-in demo call.
+    #[arg(long, conflicts_with = "echo")]
+    pub script: Option<std::path::PathBuf>,
+    /// Serve an echo agent (caller audio straight back) instead, for benchmarks.
+    #[arg(long)]
+    pub echo: bool,
+    /// Where to POST signed `post_call_transcription` webhooks.
+    #[arg(long, requires = "post_call_secret")]
+    pub post_call_url: Option<String>,
+    /// The HMAC secret signing the post-call webhooks.
+    #[arg(long, requires = "post_call_url")]
+    pub post_call_secret: Option<String>,
+    /// Milliseconds between the agent's pings.
+    #[arg(long, default_value_t = 2000)]
+    pub ping_interval_ms: u64,
+    /// How many times faster than real time agent audio is sent.
+    #[arg(long, default_value_t = 1.0)]
+    pub audio_speed: f64,
 }
 
 /// How `caller simulate twilio` behaves; an option left out keeps
@@ -461,5 +495,48 @@ mod tests {
     fn simulate_twilio_refuses_an_unknown_outcome() {
         let parsed = Cli::try_parse_from(["caller", "simulate", "twilio", "--outcomes", "robot=1"]);
         assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn simulate_elevenlabs_takes_its_agent_flags() {
+        let cli = Cli::try_parse_from([
+            "caller",
+            "simulate",
+            "elevenlabs",
+            "--echo",
+            "--agent",
+            "agent_bench",
+            "--post-call-url",
+            "http://127.0.0.1:9/hook",
+            "--post-call-secret",
+            "wsec_x",
+        ])
+        .expect("parses");
+        let Command::Simulate {
+            vendor: Some(SimulateVendor::ElevenLabs(args)),
+            ..
+        } = cli.command
+        else {
+            panic!("not simulate elevenlabs: {cli:?}");
+        };
+        assert!(args.echo);
+        assert_eq!(args.agent, "agent_bench");
+        assert_eq!(args.ping_interval_ms, 2000);
+        assert_eq!(args.post_call_secret.as_deref(), Some("wsec_x"));
+    }
+
+    #[test]
+    fn simulate_elevenlabs_needs_both_webhook_flags_and_one_agent_kind() {
+        for flags in [
+            &["--post-call-url", "http://127.0.0.1:9/hook"][..],
+            &["--echo", "--script", "demo.json"][..],
+        ] {
+            let parsed = Cli::try_parse_from(
+                ["caller", "simulate", "elevenlabs"]
+                    .iter()
+                    .chain(flags.iter()),
+            );
+            assert!(parsed.is_err(), "{flags:?}");
+        }
     }
 }

@@ -12,7 +12,8 @@ use crate::bus::envelope::Envelope;
 use crate::bus::provision::Change;
 use crate::bus::subjects::{self, TenantToken};
 use crate::cli::{
-    Cli, Command, DlqCommand, PipelineCommand, SchemasCommand, SimulateVendor, TwilioSimArgs,
+    Cli, Command, DlqCommand, ElevenLabsSimArgs, PipelineCommand, SchemasCommand, SimulateVendor,
+    TwilioSimArgs,
 };
 use crate::events::canary::{CanaryAnswered, CanaryRequested};
 use crate::ids::TenantId;
@@ -117,10 +118,47 @@ async fn simulate(
             "twilio simulator",
             sim_twilio::router(twilio.with_behaviour(twilio_behaviour(&args))),
         ),
+        Some(SimulateVendor::ElevenLabs(args)) => (
+            "elevenlabs simulator",
+            crate::providers::sim_elevenlabs::router(elevenlabs_state(&args)?),
+        ),
     };
     eprintln!("caller: {what} on http://{listen}");
     axum::serve(listener, router).await?;
     Ok(())
+}
+
+/// The ElevenLabs simulator `args` describe: one agent (scripted, demo or echo).
+fn elevenlabs_state(
+    args: &ElevenLabsSimArgs,
+) -> anyhow::Result<crate::providers::sim_elevenlabs::ElevenLabsSimState> {
+    use crate::providers::sim_elevenlabs::{ElevenLabsSimState, Script};
+
+    let key = args
+        .api_key
+        .clone()
+        .unwrap_or_else(|| crate::providers::sim::SimAccounts::default().elevenlabs_api_key);
+    let state = ElevenLabsSimState::new(&key)
+        .with_ping_interval(Duration::from_millis(args.ping_interval_ms))
+        .with_audio_speed(args.audio_speed);
+    let state = if args.echo {
+        state.with_echo_agent(&args.agent)
+    } else {
+        let script = match &args.script {
+            None => Script::demo(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|error| anyhow::anyhow!("read script {}: {error}", path.display()))?;
+                serde_json::from_str(&text)
+                    .map_err(|error| anyhow::anyhow!("parse script {}: {error}", path.display()))?
+            }
+        };
+        state.with_agent(&args.agent, script)
+    };
+    Ok(match (&args.post_call_url, &args.post_call_secret) {
+        (Some(url), Some(secret)) => state.with_post_call_webhook(url, secret),
+        _ => state,
+    })
 }
 
 /// The Twilio simulator's behaviour: `args` over the defaults.

@@ -14,6 +14,9 @@
 //! - [`sim_twilio`]: a test double of Twilio Programmable Voice (Calls REST, call lifecycles
 //!   with signed status callbacks, answering machine detection, a Media Streams client) that
 //!   records what it is asked and what it sends.
+//! - [`sim_elevenlabs`]: a test double of ElevenLabs Agents (signed URLs, the scripted
+//!   conversation WebSocket with barge-in, pings and resumption, conversation details, signed
+//!   post-call webhooks) that records what it is sent and sends.
 //! - [`zoho`]: reading Zoho CRM records, for the records a Zoho notification names.
 //!
 //! Providers are named by plain strings here ("twilio", "elevenlabs", "gohighlevel", "zoho",
@@ -24,6 +27,7 @@
 pub mod health;
 pub mod http;
 pub mod sim;
+pub mod sim_elevenlabs;
 pub mod sim_twilio;
 pub mod telephony;
 pub mod twilio;
