@@ -14,8 +14,10 @@ use serde::Deserialize;
 use crate::secret::Secret;
 
 mod calls;
+mod media;
 
 pub use calls::{AdmissionSettings, TelephonySettings};
+pub use media::MediaSettings;
 
 /// Every setting of the process.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -49,6 +51,8 @@ pub struct Settings {
     pub admission: AdmissionSettings,
     /// Dialing and telephony callbacks.
     pub telephony: TelephonySettings,
+    /// The media gateway (Twilio Media Streams) and call recordings.
+    pub media: MediaSettings,
 }
 
 /// The platform's Zoho OAuth app, used to refresh clients' Zoho tokens.
