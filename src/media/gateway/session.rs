@@ -59,11 +59,8 @@ impl Refusal {
 /// Runs one socket to its end.
 pub(super) async fn run(gateway: Arc<MediaGateway>, socket: WebSocket) {
     let (mut sink, mut source) = socket.split();
-    let start = match tokio::time::timeout(
-        gateway.settings.start_timeout(),
-        handshake(&mut source),
-    )
-    .await
+    let start = match tokio::time::timeout(gateway.settings.start_timeout(), handshake(&mut source))
+        .await
     {
         Ok(Ok(start)) => start,
         Ok(Err(refusal)) => return refuse(&mut sink, refusal, None).await,
@@ -138,10 +135,16 @@ async fn handshake(source: &mut Source) -> Result<Start, Refusal> {
             (Ok(Inbound::Connected(_)), false) => connected = true,
             (Ok(Inbound::Start(start)), true) => return Ok(start),
             (Ok(_), false) => {
-                return Err(Refusal::policy("expected connected", "first frame is not connected"));
+                return Err(Refusal::policy(
+                    "expected connected",
+                    "first frame is not connected",
+                ));
             }
             (Ok(_), true) => {
-                return Err(Refusal::policy("expected start", "second frame is not start"));
+                return Err(Refusal::policy(
+                    "expected start",
+                    "second frame is not start",
+                ));
             }
             (Err(error), _) => {
                 return Err(Refusal::policy("malformed frame", describe(&error)));
@@ -155,7 +158,10 @@ fn describe(error: &WireError) -> String {
     match error {
         WireError::Malformed(_) => "not a Media Streams frame".to_owned(),
         WireError::UnknownEvent(event) => {
-            format!("unknown event {:?}", event.chars().take(32).collect::<String>())
+            format!(
+                "unknown event {:?}",
+                event.chars().take(32).collect::<String>()
+            )
         }
         WireError::Invalid { event, .. } => format!("invalid {event} frame"),
         WireError::Payload(_) => "payload is not base64".to_owned(),
@@ -212,7 +218,12 @@ async fn answer(
 ) -> Result<(Arc<TenantSnapshot>, Subscriber, Subscriber), Refusal> {
     let snapshot = match gateway.directory.tenant(claims.tenant).await {
         Ok(Some(snapshot)) => snapshot,
-        Ok(None) => return Err(Refusal::policy("unknown tenant", "the tenant does not exist")),
+        Ok(None) => {
+            return Err(Refusal::policy(
+                "unknown tenant",
+                "the tenant does not exist",
+            ));
+        }
         Err(error) => return Err(Refusal::internal("tenant lookup failed", error.to_string())),
     };
     let client = gateway.bus.client();
@@ -576,16 +587,20 @@ async fn start_recording(gateway: &MediaGateway, claims: &StreamClaims) -> Optio
     let location = recorder::location(claims.tenant, claims.call, claims.attempt);
     let path = gateway.settings.recordings_dir.join(&location);
     let context = recorder::context(claims.tenant, claims.call, claims.attempt);
-    let recorder =
-        match Recorder::start(path.clone(), key_id.as_str().to_owned(), *key.expose(), context)
-            .await
-        {
-            Ok(recorder) => recorder,
-            Err(error) => {
-                tracing::warn!(%error, "recording not started");
-                return None;
-            }
-        };
+    let recorder = match Recorder::start(
+        path.clone(),
+        key_id.as_str().to_owned(),
+        *key.expose(),
+        context,
+    )
+    .await
+    {
+        Ok(recorder) => recorder,
+        Err(error) => {
+            tracing::warn!(%error, "recording not started");
+            return None;
+        }
+    };
     if let Err(error) = recorder::insert_row(
         &gateway.store,
         claims.tenant,
