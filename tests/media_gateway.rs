@@ -47,7 +47,7 @@ struct Setup {
     url: String,
     recordings: tempfile::TempDir,
     /// Requests the stub Twilio REST API received: (path, form body).
-    rest: Arc<Mutex<Vec<(String, String)>>>,
+    rest: Requests,
 }
 
 impl Setup {
@@ -196,15 +196,18 @@ impl Setup {
     }
 }
 
+/// Requests a stub received: (path, form body).
+type Requests = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A stand-in for Twilio's REST API that records call updates.
-async fn stub_twilio() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+async fn stub_twilio() -> (String, Requests) {
     use axum::extract::{Path, State};
-    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen: Requests = Arc::default();
     let router = axum::Router::new()
         .route(
             "/2010-04-01/Accounts/{account}/Calls/{call}",
             axum::routing::post(
-                |State(seen): State<Arc<Mutex<Vec<(String, String)>>>>,
+                |State(seen): State<Requests>,
                  Path((account, call)): Path<(String, String)>,
                  body: String| async move {
                     seen.lock()

@@ -338,7 +338,7 @@ impl Bridge {
             let step = tokio::select! {
                 biased;
                 message = ctl.next() => match message {
-                    Some(message) => self.from_plane(&message.payload, &mut out).await,
+                    Some(message) => self.on_plane(&message.payload, &mut out).await,
                     None => Step::End(End::PlaneGone),
                 },
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
@@ -346,9 +346,9 @@ impl Bridge {
                     tracing::warn!("hang-up mark not played in time; hanging up anyway");
                     Step::End(End::HangUp)
                 }
-                message = source.next() => self.from_twilio(message).await,
+                message = source.next() => self.on_twilio(message).await,
                 message = out.next() => match message {
-                    Some(message) => self.from_plane(&message.payload, &mut out).await,
+                    Some(message) => self.on_plane(&message.payload, &mut out).await,
                     None => Step::End(End::PlaneGone),
                 },
             };
@@ -381,7 +381,7 @@ impl Bridge {
     }
 
     /// Handles one message from Twilio.
-    async fn from_twilio(&mut self, message: Option<Result<Message, axum::Error>>) -> Step {
+    async fn on_twilio(&mut self, message: Option<Result<Message, axum::Error>>) -> Step {
         let text = match message {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Step::Continue,
@@ -442,7 +442,7 @@ impl Bridge {
     }
 
     /// Handles one frame from `out` or `ctl`.
-    async fn from_plane(&mut self, payload: &Bytes, out: &mut Subscriber) -> Step {
+    async fn on_plane(&mut self, payload: &Bytes, out: &mut Subscriber) -> Step {
         let frame = match Sequenced::decode(payload) {
             Ok(sequenced) => sequenced.frame,
             Err(error) => {
