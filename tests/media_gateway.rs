@@ -706,3 +706,107 @@ async fn a_recorded_call_is_sealed_with_both_channels() {
     );
     setup.env.finish().await;
 }
+
+#[tokio::test]
+async fn the_simulated_callee_speaks_waits_for_the_agent_and_hangs_up() {
+    use caller::calls::twiml;
+    use caller::ids::PhoneNumber;
+    use caller::providers::sim_twilio::{self, CallerStep, SimBehaviour, TwilioSimState};
+    use caller::providers::telephony::{CallInstructions, PlaceCall, Telephony as _};
+    use caller::providers::twilio::Twilio;
+
+    let setup = Setup::start(false).await;
+    let claims = setup.call().await;
+    let behaviour = SimBehaviour {
+        dial: Duration::from_millis(10),
+        ring: Duration::from_millis(10),
+        caller_script: vec![
+            CallerStep::Speak { ms: 200 },
+            CallerStep::WaitForAgentAudio { timeout_ms: 5_000 },
+            CallerStep::Hangup,
+        ],
+        ..SimBehaviour::default()
+    };
+    let sim = TwilioSimState::default().with_behaviour(behaviour);
+    let (sim_addr, _) = sim_twilio::spawn(sim.clone()).await;
+    let twilio = Twilio::new(
+        sim.account_sid(),
+        caller::secret::Secret::new("sim-twilio-auth-token".to_owned()),
+    )
+    .unwrap()
+    .with_base_url(&format!("http://{sim_addr}"));
+    let mut inbound = setup
+        .env
+        .bus
+        .client()
+        .subscribe(subjects::media_in(&claims.call))
+        .await
+        .unwrap();
+    let parameters = setup.parameters(&claims);
+    let pairs: Vec<(&str, &str)> = ["tenant_id", "call_id", "attempt_id", "token"]
+        .into_iter()
+        .map(|name| (name, parameters[name].as_str().unwrap()))
+        .collect();
+    twilio
+        .place_call(&PlaceCall {
+            to: PhoneNumber::parse("+15125550111").unwrap(),
+            from: PhoneNumber::parse("+15125550100").unwrap(),
+            instructions: CallInstructions::Twiml(twiml::connect_stream(&setup.url, &pairs)),
+            status_callback: "http://127.0.0.1:9/status".to_owned(),
+            machine_detection_callback: None,
+            record: false,
+            timeout_secs: 30,
+        })
+        .await
+        .unwrap();
+
+    // The callee speaks 200 ms (10 tone frames) and then waits for the agent.
+    let tone = sim_twilio::tone_frame();
+    let mut frames = Vec::new();
+    while frames
+        .iter()
+        .filter(|frame: &&Sequenced| frame.frame == MediaFrame::Audio(Bytes::from(tone.clone())))
+        .count()
+        < 10
+    {
+        frames.push(next_frame(&mut inbound).await);
+    }
+    let agent: Vec<u8> = (0..800).map(|index| (index % 200) as u8).collect();
+    for (seq, chunk) in (1..).zip(agent.chunks(160)) {
+        publish(
+            &setup,
+            subjects::media_out(&claims.call),
+            seq,
+            MediaFrame::Audio(Bytes::copy_from_slice(chunk)),
+        )
+        .await;
+    }
+    // Once the agent is quiet, the callee hangs up.
+    loop {
+        let frame = next_frame(&mut inbound).await;
+        let stopped = frame.frame == MediaFrame::Stopped;
+        frames.push(frame);
+        if stopped {
+            break;
+        }
+    }
+    let sequence: Vec<u64> = frames.iter().map(|frame| frame.seq).collect();
+    assert_eq!(sequence, (1..=frames.len() as u64).collect::<Vec<_>>());
+
+    eventually(WAIT, "the simulator's session ends", || async {
+        sim.media_sessions()
+            .first()
+            .is_some_and(|session| session.stopped)
+    })
+    .await;
+    let session = sim.media_sessions().remove(0);
+    assert_eq!(session.speech_frames_sent, 10);
+    assert_eq!(session.agent_audio, agent);
+    assert_eq!(session.agent_audio_at.len(), 5);
+    assert!(!session.reconnected);
+    assert!(session.clears_at.is_empty());
+    // Recorded, not asserted: timing on a loaded machine varies.
+    eprintln!("agent gaps: {}", session.agent_gaps);
+    assert_frames_match_the_schema(&session.raw_received);
+    setup.env.finish().await;
+}
