@@ -15,8 +15,9 @@ export CALLER_TEST_APP_DATABASE_URL=${CALLER_TEST_APP_DATABASE_URL:-$CALLER_APP_
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy --all-targets -- -D warnings"
+echo "== cargo clippy --all-targets -- -D warnings (default features, then test-util)"
 cargo clippy --quiet --all-targets -- -D warnings
+cargo clippy --quiet --all-targets --features test-util -- -D warnings
 echo "== sqlx offline metadata"
 scripts/sqlx-prepare.sh --check
 echo "== tests"
@@ -25,7 +26,7 @@ for db in $(psql "$CALLER_TEST_DATABASE_URL" -qtAc "SELECT datname FROM pg_datab
   psql "$CALLER_TEST_DATABASE_URL" -qtAc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null || true
 done
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --no-fail-fast "$@"
+  cargo nextest run --no-fail-fast --features test-util "$@"
 else
-  cargo test --no-fail-fast "$@"
+  cargo test --no-fail-fast --features test-util "$@"
 fi

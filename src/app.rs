@@ -178,11 +178,18 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
             Ingress::new(bus.clone(), directory.clone(), settings.ingress.clone())?
                 .with_public_base_url(&settings.telephony.public_base_url),
         );
-        let api_state = crate::api::AppState::from_parts(store, keyring, &settings.api)
+        let api_state = crate::api::AppState::from_parts(store.clone(), keyring, &settings.api)
             .with_ingress(ingress.clone());
+        let gateway = Arc::new(crate::media::gateway::MediaGateway::new(
+            bus.clone(),
+            store.clone(),
+            directory.clone(),
+            settings.media.clone(),
+        )?);
         router = router
             .merge(crate::api::router(api_state, &settings.api))
-            .merge(crate::ingress::router(ingress));
+            .merge(crate::ingress::router(ingress))
+            .merge(crate::media::gateway::router(gateway));
     }
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();

@@ -42,8 +42,9 @@ pub mod phone;
 pub mod pipeline;
 pub mod providers;
 pub mod recording;
-#[cfg(test)]
-mod schema_check;
+#[cfg(any(test, feature = "test-util"))]
+#[doc(hidden)]
+pub mod schema_check;
 pub mod schemas;
 pub mod secret;
 pub mod settings;

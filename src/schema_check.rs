@@ -35,11 +35,7 @@ const ANNOTATIONS: &[&str] = &[
 
 /// Checks `instance` against the schema at `pointer` (e.g. `#/$defs/ToTwilio`) inside `root`.
 /// Returns every violation found, each as `path: reason`.
-pub(crate) fn validate_at(
-    root: &Value,
-    pointer: &str,
-    instance: &Value,
-) -> Result<(), Vec<String>> {
+pub fn validate_at(root: &Value, pointer: &str, instance: &Value) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     match resolve(root, pointer) {
         Some(schema) => check(root, schema, instance, "$", &mut errors),
@@ -395,7 +391,7 @@ mod pattern {
 }
 
 /// Reads `schemas/vendor/<name>` as JSON.
-pub(crate) fn vendor_schema(name: &str) -> Value {
+pub fn vendor_schema(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas/vendor")
         .join(name);
@@ -403,7 +399,7 @@ pub(crate) fn vendor_schema(name: &str) -> Value {
 }
 
 /// Returns the text of `schemas/fixtures/<dir>/<name>`.
-pub(crate) fn fixture(dir: &str, name: &str) -> String {
+pub fn fixture(dir: &str, name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas/fixtures")
         .join(dir)
@@ -413,7 +409,7 @@ pub(crate) fn fixture(dir: &str, name: &str) -> String {
 
 /// Returns every file of `schemas/fixtures/<dir>` whose name starts with `prefix`, as (file
 /// name, text), sorted by name.
-pub(crate) fn fixtures(dir: &str, prefix: &str) -> Vec<(String, String)> {
+pub fn fixtures(dir: &str, prefix: &str) -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("schemas/fixtures")
         .join(dir);

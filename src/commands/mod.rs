@@ -177,6 +177,7 @@ fn twilio_behaviour(args: &TwilioSimArgs) -> crate::providers::sim_twilio::SimBe
             .map_or(defaults.outcomes, |mix| mix.0.clone()),
         seed: args.seed.unwrap_or(defaults.seed),
         by_callee: defaults.by_callee,
+        caller_script: defaults.caller_script,
     }
 }
 

@@ -3,4 +3,5 @@
 //! two ([`gateway`]).
 
 pub mod frame;
+pub mod gateway;
 pub mod twilio_stream;

@@ -14,8 +14,10 @@ use serde::Deserialize;
 use crate::secret::Secret;
 
 mod calls;
+mod media;
 
 pub use calls::{AdmissionSettings, ConverseSettings, TelephonySettings};
+pub use media::MediaSettings;
 
 /// Every setting of the process.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -51,6 +53,8 @@ pub struct Settings {
     pub telephony: TelephonySettings,
     /// Conversations: session leases, engine reconnects, agent tools.
     pub converse: ConverseSettings,
+    /// The media gateway (Twilio Media Streams) and call recordings.
+    pub media: MediaSettings,
 }
 
 /// The platform's Zoho OAuth app, used to refresh clients' Zoho tokens.

@@ -146,6 +146,38 @@ pub struct SimBehaviour {
     pub seed: u64,
     /// Outcomes for specific callees (`To` as sent), which override the mix.
     pub by_callee: BTreeMap<String, SimOutcome>,
+    /// What the callee does on an answered call's media stream, step by step; after the last
+    /// step (or with none) they stay silent until the call ends.
+    pub caller_script: Vec<CallerStep>,
+}
+
+/// One step of a simulated callee on the media stream. Audio is sent as Twilio does: 160
+/// bytes of μ-law every 20 ms, silence or a tone ([`super::tone_frame`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerStep {
+    /// Stays silent for `ms`.
+    Silence {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// Speaks (a tone) for `ms`.
+    Speak {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// Stays silent until the agent finished a sentence: agent audio arrived since this step
+    /// began and then none for 400 ms. Gives up after `timeout_ms`.
+    WaitForAgentAudio {
+        /// Longest wait, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// Stays silent until agent audio is arriving, then speaks for `ms` over it (barge-in).
+    SpeakOverAgent {
+        /// Milliseconds of speech.
+        ms: u64,
+    },
+    /// Hangs up: sends `stop` and closes the socket.
+    Hangup,
 }
 
 impl Default for SimBehaviour {
@@ -161,6 +193,7 @@ impl Default for SimBehaviour {
             outcomes: vec![(SimOutcome::Human, 1)],
             seed: 0,
             by_callee: BTreeMap::new(),
+            caller_script: Vec::new(),
         }
     }
 }

@@ -44,8 +44,9 @@ mod twiml;
 #[cfg(test)]
 mod tests;
 
-pub use self::behaviour::{OutcomeMixError, SimBehaviour, SimOutcome, parse_outcomes};
+pub use self::behaviour::{CallerStep, OutcomeMixError, SimBehaviour, SimOutcome, parse_outcomes};
 pub use self::media::MediaSession;
+pub use self::media::{AGENT_PAUSE, tone_frame};
 
 /// A call the simulator created, with the parameters it was created with and where its
 /// lifecycle stands.
