@@ -390,6 +390,26 @@ mod pattern {
     }
 }
 
+/// The ElevenLabs Agents AsyncAPI plus two synthetic schemas, `#/x-client` and `#/x-server`:
+/// each the `oneOf` of the channel's message payloads in that direction, so a frame must
+/// match exactly one message of its direction.
+pub fn elevenlabs_asyncapi() -> Value {
+    let mut spec = vendor_schema("elevenlabs.agents.asyncapi.json");
+    for (direction, name) in [("subscribe", "x-client"), ("publish", "x-server")] {
+        let branches: Vec<Value> = spec["channels"]["AgentMessages"][direction]["message"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|message| {
+                let pointer = message["$ref"].as_str().unwrap().trim_start_matches('#');
+                spec.pointer(pointer).unwrap()["payload"].clone()
+            })
+            .collect();
+        spec[name] = serde_json::json!({ "oneOf": branches });
+    }
+    spec
+}
+
 /// Reads `schemas/vendor/<name>` as JSON.
 pub fn vendor_schema(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -19,9 +19,13 @@ use caller::events::lead::LeadSource;
 use caller::events::lead_flow::{LeadResolved, TimezoneSource};
 use caller::ids::{EventId, PhoneNumber, TenantId};
 use caller::ingress::Ingress;
+use caller::media::gateway::MediaGateway;
 use caller::metrics::Metrics;
 use caller::providers::sim_twilio::{self, SimBehaviour, TwilioSimState};
-use caller::settings::{AdmissionSettings, IngressSettings, RunnerSettings, TelephonySettings};
+use caller::settings::{
+    AdmissionSettings, ConverseSettings, IngressSettings, MediaSettings, RunnerSettings,
+    TelephonySettings,
+};
 use caller::shutdown::Shutdown;
 use caller::tenancy::audit::Actor;
 use caller::tenancy::directory::Directory;
@@ -57,6 +61,16 @@ pub struct Options {
     pub dial_ack_wait_ns: Option<u64>,
     /// Admission settings of in-process stages.
     pub admission: AdmissionSettings,
+    /// Serve the real media gateway (else a stand-in that only keeps streams open).
+    pub gateway: bool,
+    /// Converse settings of in-process stages.
+    pub converse: ConverseSettings,
+    /// Merged into the tenant's configuration.
+    pub configuration: Value,
+    /// Merged into the tenant's credentials.
+    pub credentials: Value,
+    /// The listener of the callback routes, when the test needs their address beforehand.
+    pub listener: Option<tokio::net::TcpListener>,
 }
 
 impl Default for Options {
@@ -74,6 +88,11 @@ impl Default for Options {
                 caller_number_calls_per_second: 100.0,
                 ..AdmissionSettings::default()
             },
+            gateway: false,
+            converse: ConverseSettings::default(),
+            configuration: json!({}),
+            credentials: json!({}),
+            listener: None,
         }
     }
 }
@@ -103,11 +122,13 @@ pub struct Harness {
     pub nats_dir: tempfile::TempDir,
     /// The media endpoint answered calls stream to (`telephony.media_stream_url`).
     pub media: String,
+    /// Where the gateway writes recordings (with `Options::gateway`).
+    pub recordings: tempfile::TempDir,
     tasks: tokio::task::JoinSet<anyhow::Result<()>>,
 }
 
 impl Harness {
-    pub async fn start(options: Options) -> Self {
+    pub async fn start(mut options: Options) -> Self {
         let nats_dir = nats_definitions_copy();
         if let Some(ack_wait) = options.dial_ack_wait_ns {
             let path = nats_dir.path().join("consumers/CALLS/dial.json");
@@ -127,8 +148,12 @@ impl Harness {
         let (sim_addr, _) = sim_twilio::spawn(sim.clone()).await;
         let sim_base = format!("http://{sim_addr}");
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = match options.listener.take() {
+            Some(listener) => listener,
+            None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let recordings = tempfile::tempdir().unwrap();
         let ingress = Ingress::new(
             env.bus.clone(),
             directory.clone(),
@@ -139,8 +164,22 @@ impl Harness {
         let api_settings = caller::settings::ApiSettings::default();
         let api =
             caller::api::AppState::from_parts(env.db.store.clone(), keyring.clone(), &api_settings);
-        let router = caller::ingress::router(Arc::new(ingress))
+        let mut router = caller::ingress::router(Arc::new(ingress))
             .merge(caller::api::router(api, &api_settings));
+        if options.gateway {
+            let settings = MediaSettings {
+                recordings_dir: recordings.path().to_owned(),
+                ..MediaSettings::default()
+            };
+            let gateway = MediaGateway::new(
+                env.bus.clone(),
+                env.db.store.clone(),
+                directory.clone(),
+                settings,
+            )
+            .unwrap();
+            router = router.merge(caller::media::gateway::router(Arc::new(gateway)));
+        }
         let shutdown = Shutdown::new();
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(caller::http::serve(
@@ -167,8 +206,13 @@ impl Harness {
         );
         runtime.directory = directory;
         runtime.stages.admission = options.admission.clone();
-        let media = media_endpoint().await;
+        let media = if options.gateway {
+            format!("{}/media/twilio", base.replacen("http", "ws", 1))
+        } else {
+            media_endpoint().await
+        };
         runtime.stages.telephony = telephony_settings(&base, &media);
+        runtime.stages.converse = options.converse.clone();
         spawn_stages(
             nats_dir.path(),
             &options.stages,
@@ -189,6 +233,7 @@ impl Harness {
             shutdown,
             nats_dir,
             media,
+            recordings,
             tasks,
         }
     }
@@ -306,7 +351,7 @@ pub async fn onboard_with_token(
     options: &Options,
     token: &str,
 ) -> TenantId {
-    let request = json!({
+    let mut request = json!({
         "slug": slug,
         "name": slug,
         "timezone": "UTC",
@@ -322,6 +367,8 @@ pub async fn onboard_with_token(
         },
         "credentials": {"twilio.auth_token": {"value": token}}
     });
+    merge(&mut request["configuration"], &options.configuration);
+    merge(&mut request["credentials"], &options.credentials);
     let keyring = Keyring::from_parts("k1", [("k1", MASTER_KEY)]).unwrap();
     let mut tx = env.db.store.begin_platform().await.unwrap();
     let request = serde_json::from_value(request).unwrap();
@@ -330,6 +377,18 @@ pub async fn onboard_with_token(
         .unwrap();
     tx.commit().await.unwrap();
     client.id
+}
+
+/// Merges `extra` into `target`, object by object.
+fn merge(target: &mut Value, extra: &Value) {
+    match (target, extra) {
+        (Value::Object(target), Value::Object(extra)) => {
+            for (key, value) in extra {
+                merge(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (target, extra) => *target = extra.clone(),
+    }
 }
 
 /// A resolved lead for `phone` in `timezone`.

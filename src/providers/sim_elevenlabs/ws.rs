@@ -250,19 +250,24 @@ async fn converse(
     let echo = matches!(behaviour, AgentBehaviour::Echo);
     let driver = match behaviour {
         AgentBehaviour::Script(script) => {
-            let mut steps: Vec<(Option<usize>, Step)> = Vec::new();
+            let mut steps: Vec<(Option<usize>, Step)> = script
+                .steps
+                .into_iter()
+                .enumerate()
+                .skip(first_step)
+                .map(|(number, step)| (Some(number), step))
+                .collect();
             if let Some(text) = first_message {
-                let audio_ms = (text.len() as u64 * 50).clamp(400, 3000);
-                steps.push((None, Step::Say { text, audio_ms }));
+                // As ElevenLabs does, the override replaces the agent's greeting (a fresh
+                // conversation's opening Say); a resumed one says it before going on.
+                match steps.first_mut() {
+                    Some((Some(0), Step::Say { text: greeting, .. })) => *greeting = text,
+                    _ => {
+                        let audio_ms = (text.len() as u64 * 50).clamp(400, 3000);
+                        steps.insert(0, (None, Step::Say { text, audio_ms }));
+                    }
+                }
             }
-            steps.extend(
-                script
-                    .steps
-                    .into_iter()
-                    .enumerate()
-                    .skip(first_step)
-                    .map(|(number, step)| (Some(number), step)),
-            );
             Some(tokio::spawn(drive(conn.clone(), call_id, steps, heard_rx)))
         }
         AgentBehaviour::Echo => None,

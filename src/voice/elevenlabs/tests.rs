@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::{ElevenLabsAccount, ElevenLabsEngine, user_audio_frame};
 use crate::providers::sim_elevenlabs::{ElevenLabsSimState, spawn};
-use crate::schema_check::{validate_at, vendor_schema};
+use crate::schema_check::validate_at;
 use crate::secret::Secret;
 use crate::voice::conformance::{self, Scenario, SimHarness};
 use crate::voice::elevenlabs_wire::ClientMessage;
@@ -30,24 +30,6 @@ async fn setup(state: ElevenLabsSimState, key: &str) -> (SimHarness, ElevenLabsE
 
 async fn conformance_setup() -> (SimHarness, ElevenLabsEngine) {
     setup(conformance::sim_state(KEY), KEY).await
-}
-
-/// The AsyncAPI plus `x-client` / `x-server`: the `oneOf` of each direction's payloads.
-fn spec() -> Value {
-    let mut spec = vendor_schema("elevenlabs.agents.asyncapi.json");
-    for (direction, name) in [("subscribe", "x-client"), ("publish", "x-server")] {
-        let branches: Vec<Value> = spec["channels"]["AgentMessages"][direction]["message"]["oneOf"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|message| {
-                let pointer = message["$ref"].as_str().unwrap().trim_start_matches('#');
-                spec.pointer(pointer).unwrap()["payload"].clone()
-            })
-            .collect();
-        spec[name] = json!({ "oneOf": branches });
-    }
-    spec
 }
 
 #[tokio::test]
@@ -157,7 +139,7 @@ async fn every_frame_either_side_sent_matches_the_asyncapi() {
     conformance::resumed_session_continues(&engine, &harness)
         .await
         .unwrap();
-    let spec = spec();
+    let spec = crate::schema_check::elevenlabs_asyncapi();
     let mut kinds = std::collections::BTreeSet::new();
     for conversation in harness.state.conversations() {
         for frame in &conversation.client_frames {

@@ -4,26 +4,7 @@ use super::{
     AgentOverride, ClientMessage, ConfigOverride, ConversationInitiation, ConversationOverride,
     DynamicValue, PromptOverride, ServerMessage, SourceInfo, TtsOverride, WireError, parse_server,
 };
-use crate::schema_check::{fixture, fixtures, validate_at, vendor_schema};
-
-/// The AsyncAPI, plus two synthetic schemas: `x-client` and `x-server`, each the `oneOf` of
-/// the channel's message payloads in that direction, so a message must match exactly one.
-fn spec() -> Value {
-    let mut spec = vendor_schema("elevenlabs.agents.asyncapi.json");
-    for (direction, name) in [("subscribe", "x-client"), ("publish", "x-server")] {
-        let branches: Vec<Value> = spec["channels"]["AgentMessages"][direction]["message"]["oneOf"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|message| {
-                let pointer = message["$ref"].as_str().unwrap().trim_start_matches('#');
-                spec.pointer(pointer).unwrap()["payload"].clone()
-            })
-            .collect();
-        spec[name] = json!({ "oneOf": branches });
-    }
-    spec
-}
+use crate::schema_check::{fixture, fixtures, validate_at};
 
 /// The payload schema of the message whose `type` is `kind`, as a pointer.
 fn payload_pointer(spec: &Value, kind: &str) -> String {
@@ -45,7 +26,7 @@ fn assert_valid(spec: &Value, pointer: &str, frame: &Value) {
 
 #[test]
 fn every_server_example_parses_matches_the_asyncapi_and_round_trips() {
-    let spec = spec();
+    let spec = crate::schema_check::elevenlabs_asyncapi();
     let examples = fixtures("elevenlabs-agent", "server.");
     assert_eq!(
         examples.len(),
@@ -76,7 +57,11 @@ fn an_unmodelled_server_type_is_unknown_not_an_error() {
                 kind: "agent_typing".to_owned()
             }
         );
-        assert_valid(&spec(), "#/x-server", &serde_json::from_str(&text).unwrap());
+        assert_valid(
+            &crate::schema_check::elevenlabs_asyncapi(),
+            "#/x-server",
+            &serde_json::from_str(&text).unwrap(),
+        );
     }
     let message = parse_server(r#"{"type":"brand_new","brand_new_event":{"x":[1]}}"#).unwrap();
     assert_eq!(message.kind(), "brand_new");
@@ -199,7 +184,7 @@ fn client_messages() -> Vec<ClientMessage> {
 
 #[test]
 fn every_client_message_we_build_matches_exactly_one_asyncapi_message() {
-    let spec = spec();
+    let spec = crate::schema_check::elevenlabs_asyncapi();
     for message in client_messages() {
         let wire = serde_json::to_value(&message).unwrap();
         let pointer = match wire["type"].as_str() {
@@ -215,7 +200,7 @@ fn every_client_message_we_build_matches_exactly_one_asyncapi_message() {
 
 #[test]
 fn client_examples_read_back_and_match_the_asyncapi() {
-    let spec = spec();
+    let spec = crate::schema_check::elevenlabs_asyncapi();
     let examples = fixtures("elevenlabs-agent", "client.");
     assert!(!examples.is_empty());
     for (name, text) in examples {
@@ -256,7 +241,7 @@ fn wire_shapes_are_the_documented_ones() {
 
 #[test]
 fn the_validator_rejects_client_messages_that_break_the_asyncapi() {
-    let spec = spec();
+    let spec = crate::schema_check::elevenlabs_asyncapi();
     let bad = [
         json!({"type": "pong"}),
         json!({"type": "pong", "event_id": "12"}),
