@@ -211,8 +211,8 @@ async fn the_initiation_carries_variables_ids_overrides_and_source() {
     }
     assert_eq!(
         said,
-        ["Hi Jane!", "Goodbye."],
-        "the first message comes first"
+        ["Hi Jane!"],
+        "the first message replaces the agent's greeting"
     );
     let conversation = &harness.state.conversations()[0];
     let initiation = conversation.initiation.clone().unwrap();
