@@ -48,6 +48,8 @@ fn agent_script() -> Script {
             json!({"start": tomorrow_ten(), "notes": "check-up"}),
             true,
         )
+        // No one to transfer to: the agent hears a failure it can speak about.
+        .tool("transfer_to_human", json!({"reason": "billing"}), true)
         .say("You are booked for ten tomorrow. Goodbye!", 600)
         .end()
 }
@@ -108,15 +110,17 @@ async fn the_agent_books_an_appointment_and_everything_is_stored() {
     let names: Vec<&str> = tools.iter().map(|(name, ..)| name.as_str()).collect();
     assert_eq!(
         names,
-        ["get_available_slots", "book_appointment"],
+        [
+            "get_available_slots",
+            "book_appointment",
+            "transfer_to_human"
+        ],
         "{tools:?}"
     );
-    assert!(
-        tools
-            .iter()
-            .all(|(_, _, is_error, latency)| !is_error && *latency >= 0),
-        "{tools:?}"
-    );
+    let errors: Vec<bool> = tools.iter().map(|(_, _, is_error, _)| *is_error).collect();
+    assert_eq!(errors, [false, false, true], "{tools:?}");
+    assert!(tools[2].1.contains("no one is available"), "{tools:?}");
+    assert!(tools.iter().all(|(.., latency)| *latency >= 0));
     let slots: Value = serde_json::from_str(&tools[0].1).unwrap();
     assert!(
         slots["slots"]
@@ -137,7 +141,7 @@ async fn the_agent_books_an_appointment_and_everything_is_stored() {
         .collect();
     assert_eq!(
         agent_saw,
-        [tools[0].1.clone(), tools[1].1.clone()],
+        [tools[0].1.clone(), tools[1].1.clone(), tools[2].1.clone()],
         "the agent got the results"
     );
     let appointment: (chrono::DateTime<Utc>, String) =
@@ -304,6 +308,120 @@ async fn barge_in_clears_what_twilio_is_playing() {
             "{frame}"
         );
     }
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_dropped_engine_connection_is_reopened_with_the_conversation_so_far() {
+    let phone = "+12015550126";
+    let (h, el) = conversations::start(Setup {
+        script: Script::new()
+            .say("Hello, this is Acme Dental. How can I help?", 600)
+            .listen("I would like to move my appointment.")
+            .drop_connection()
+            .say("Let me find another time for you.", 600)
+            .end(),
+        caller: vec![
+            CallerStep::WaitForAgentAudio { timeout_ms: 20_000 },
+            CallerStep::Speak { ms: 500 },
+        ],
+        stages: vec!["rate_limit", "dial", "call_status", "converse"],
+        converse: conversations::quick_leases(),
+        first_message: None,
+    })
+    .await;
+    h.lead(h.tenant, phone, daytime_zone()).await;
+    eventually(WAIT, "the conversation ends", || async {
+        conversation(&h, phone)
+            .await
+            .is_some_and(|c| c.state == "ended")
+    })
+    .await;
+    let ended = conversation(&h, phone).await.unwrap();
+    assert_eq!(ended.end_reason.as_deref(), Some("agent_ended"));
+    assert_eq!(
+        (ended.epoch, ended.resumes),
+        (1, 0),
+        "the same worker reconnected"
+    );
+    assert_eq!(ended.engine_ids.len(), 2, "a second engine session");
+    let texts: Vec<String> = conversations::turns(&h, phone)
+        .await
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "Hello, this is Acme Dental. How can I help?",
+            "I would like to move my appointment.",
+            caller::settings::ConverseSettings::default()
+                .resume_line
+                .as_str(),
+            "Let me find another time for you.",
+        ]
+    );
+    let engine_sessions = el.conversations();
+    assert_eq!(
+        engine_sessions[0].ended,
+        Some(caller::providers::sim_elevenlabs::SimEnd::Disconnected)
+    );
+    let context =
+        engine_sessions[1].initiation.as_ref().unwrap()["dynamic_variables"]["transcript_so_far"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert!(context.contains("move my appointment"), "{context}");
+    assert_eq!(
+        h.sim.media_sessions().len(),
+        1,
+        "the call never noticed but for a pause"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_engine_that_refuses_the_call_gets_a_spoken_goodbye_and_a_hang_up() {
+    let phone = "+12015550127";
+    let (h, _el) = conversations::start(Setup {
+        script: Script::new().say("never said", 100).end(),
+        caller: Vec::new(),
+        stages: vec!["rate_limit", "dial", "call_status", "converse"],
+        converse: conversations::quick_leases(),
+        first_message: None,
+    })
+    .await;
+    // The tenant's agent is not the one the engine knows.
+    sqlx::query(
+        "UPDATE client_configurations SET settings = jsonb_set(settings, '{agent,agent_id}', '\"agent_gone\"')",
+    )
+    .execute(&h.env.db.observer)
+    .await
+    .unwrap();
+    h.runtime.directory.clear();
+    h.lead(h.tenant, phone, daytime_zone()).await;
+    eventually(WAIT, "the conversation ends", || async {
+        conversation(&h, phone)
+            .await
+            .is_some_and(|c| c.state == "ended")
+    })
+    .await;
+    let ended = conversation(&h, phone).await.unwrap();
+    assert_eq!(ended.end_reason.as_deref(), Some("engine_failed"));
+    let calls = h.sim.calls();
+    assert_eq!(calls.len(), 1);
+    let goodbye = calls[0].redirects.first().cloned().unwrap_or_default();
+    assert!(
+        goodbye.contains(&caller::settings::ConverseSettings::default().goodbye)
+            && goodbye.contains("<Hangup/>"),
+        "{goodbye}"
+    );
+    eventually(WAIT, "the call is over", || async {
+        h.call_of(phone)
+            .await
+            .is_some_and(|(state, _)| state == "completed")
+    })
+    .await;
     h.finish().await;
 }
 

@@ -41,6 +41,9 @@ pub enum Step {
     },
     /// Closes with 1000 once the audio sent so far has played out.
     End,
+    /// Breaks the connection without a close frame, as a network failure does; a new
+    /// connection for the same call goes on after this step.
+    Drop,
 }
 
 fn default_audio_ms() -> u64 {
@@ -110,6 +113,13 @@ impl Script {
     #[must_use]
     pub fn end(mut self) -> Self {
         self.steps.push(Step::End);
+        self
+    }
+
+    /// Appends [`Step::Drop`].
+    #[must_use]
+    pub fn drop_connection(mut self) -> Self {
+        self.steps.push(Step::Drop);
         self
     }
 

@@ -53,6 +53,8 @@ enum Out {
     Interruption(String),
     /// Close with this code.
     Close(u16),
+    /// Break the connection without a close frame.
+    Drop,
 }
 
 /// What the reader tells the driver.
@@ -75,6 +77,8 @@ struct Live {
     speaking_turn: Option<usize>,
     /// True once the agent has closed.
     agent_closed: bool,
+    /// The script broke the connection ([`Step::Drop`]).
+    dropped: bool,
     pending_pings: PendingPings,
 }
 
@@ -234,6 +238,7 @@ async fn converse(
             interrupted: false,
             speaking_turn: None,
             agent_closed: false,
+            dropped: false,
             pending_pings: PendingPings::new(),
         })),
         started_at,
@@ -311,6 +316,11 @@ async fn write(
         let (text, interruption) = match item {
             Out::Frame(text) => (text, false),
             Out::Interruption(text) => (text, true),
+            Out::Drop => {
+                // No close frame: both halves go, and the client sees the connection break.
+                closing.cancel();
+                return;
+            }
             Out::Close(code) => {
                 let close = CloseFrame {
                     code,
@@ -388,7 +398,12 @@ impl Reader {
         loop {
             let frame = tokio::select! {
                 frame = stream.next() => frame,
-                () = closing.cancelled() => return SimEnd::AgentEnded,
+                () = closing.cancelled() => {
+                    if self.conn.live().dropped {
+                        return SimEnd::Disconnected;
+                    }
+                    return SimEnd::AgentEnded;
+                }
             };
             match frame {
                 Some(Ok(Message::Text(text))) => self.on_text(text.as_str().to_owned()),
@@ -561,6 +576,12 @@ async fn drive(
                 }
             }
             Step::Pause { ms } => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Step::Drop => {
+                record_progress(&conn, call_id.as_deref(), number);
+                conn.live().dropped = true;
+                let _closed = conn.out.send(Out::Drop);
+                return;
+            }
             Step::End => {
                 let play_until = conn.live().play_until;
                 tokio::time::sleep_until(play_until).await;
