@@ -8,7 +8,9 @@ mod conversations;
 #[path = "common/calls.rs"]
 mod harness;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use caller::providers::sim_elevenlabs::Script;
 use caller::providers::sim_twilio::CallerStep;

@@ -121,6 +121,7 @@ impl StaticSchedule {
     }
 }
 
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(failed)`
 fn failed(error: sqlx::Error) -> BookingError {
     BookingError::Failed(format!("database: {error}"))
 }

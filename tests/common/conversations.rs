@@ -112,38 +112,19 @@ pub async fn turns(h: &Harness, phone: &str) -> Vec<(String, String)> {
 /// The conversation of the call to `phone`: state, end reason, engine ids, epoch, resumes,
 /// owner and whether the provider's transcript was merged.
 pub async fn conversation(h: &Harness, phone: &str) -> Option<Conversation> {
-    let row: Option<(
-        String,
-        Option<String>,
-        Vec<String>,
-        i32,
-        i32,
-        Option<String>,
-        bool,
-    )> = sqlx::query_as(
-        "SELECT c.state, c.end_reason, c.engine_conversation_ids, c.epoch, c.resumes, c.owner, \
-                    c.provider_transcript IS NOT NULL \
-             FROM conversations c JOIN calls k ON k.id = c.call_id WHERE k.to_number = $1",
+    sqlx::query_as(
+        "SELECT c.state, c.end_reason, c.engine_conversation_ids AS engine_ids, c.epoch, \
+                c.resumes, c.owner, c.provider_transcript IS NOT NULL AS provider_report_merged \
+         FROM conversations c JOIN calls k ON k.id = c.call_id WHERE k.to_number = $1",
     )
     .bind(phone)
     .fetch_optional(&h.env.db.observer)
     .await
-    .unwrap();
-    row.map(
-        |(state, end_reason, engine_ids, epoch, resumes, owner, merged)| Conversation {
-            state,
-            end_reason,
-            engine_ids,
-            epoch,
-            resumes,
-            owner,
-            provider_report_merged: merged,
-        },
-    )
+    .unwrap()
 }
 
 /// A conversation as stored.
-#[derive(Debug)]
+#[derive(Debug, sqlx::FromRow)]
 pub struct Conversation {
     pub state: String,
     pub end_reason: Option<String>,
