@@ -110,10 +110,26 @@ async fn simulate(
     let twilio =
         sim_twilio::TwilioSimState::new(&accounts.twilio_account_sid, &accounts.twilio_auth_token);
     let (what, router) = match vendor {
-        None => (
-            "vendor simulator",
-            sim::router(accounts).merge(sim_twilio::router(twilio)),
-        ),
+        None => {
+            // The demo: a caller who answers the agent's questions, an agent that books.
+            let caller = sim_twilio::SimBehaviour {
+                caller_script: demo_caller(),
+                ..sim_twilio::SimBehaviour::default()
+            };
+            let elevenlabs = crate::providers::sim_elevenlabs::ElevenLabsSimState::new(
+                &accounts.elevenlabs_api_key,
+            )
+            .with_agent(
+                DEMO_AGENT,
+                crate::providers::sim_elevenlabs::Script::demo(),
+            );
+            (
+                "vendor simulator",
+                sim::router_beside_elevenlabs(accounts)
+                    .merge(sim_twilio::router(twilio.with_behaviour(caller)))
+                    .merge(crate::providers::sim_elevenlabs::router(elevenlabs)),
+            )
+        }
         Some(SimulateVendor::Twilio(args)) => (
             "twilio simulator",
             sim_twilio::router(twilio.with_behaviour(twilio_behaviour(&args))),
@@ -126,6 +142,20 @@ async fn simulate(
     eprintln!("caller: {what} on http://{listen}");
     axum::serve(listener, router).await?;
     Ok(())
+}
+
+/// The agent id of the demo client (`scripts/demo-tenant.json`).
+const DEMO_AGENT: &str = "agent_demo";
+
+/// The demo callee: answers each of the agent's questions after it finished speaking.
+fn demo_caller() -> Vec<crate::providers::sim_twilio::CallerStep> {
+    use crate::providers::sim_twilio::CallerStep;
+    vec![
+        CallerStep::WaitForAgentAudio { timeout_ms: 30_000 },
+        CallerStep::Speak { ms: 800 },
+        CallerStep::WaitForAgentAudio { timeout_ms: 30_000 },
+        CallerStep::Speak { ms: 800 },
+    ]
 }
 
 /// The ElevenLabs simulator `args` describe: one agent (scripted, demo or echo).

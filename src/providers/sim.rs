@@ -90,15 +90,25 @@ type Accounts = Arc<SimAccounts>;
 
 /// Returns the simulator's router, for in-process use with `tower::ServiceExt::oneshot`.
 pub fn router(accounts: SimAccounts) -> Router {
+    routes()
+        .route("/v1/convai/conversations", get(elevenlabs_conversations))
+        .with_state(Arc::new(accounts))
+}
+
+/// Returns the router without ElevenLabs' endpoint, to serve beside the full ElevenLabs
+/// simulator (`sim_elevenlabs`), which answers it itself.
+pub fn router_beside_elevenlabs(accounts: SimAccounts) -> Router {
+    routes().with_state(Arc::new(accounts))
+}
+
+fn routes() -> Router<Accounts> {
     Router::new()
         .route("/2010-04-01/Accounts/{account}", get(twilio_account))
-        .route("/v1/convai/conversations", get(elevenlabs_conversations))
         .route("/locations/{location_id}", get(gohighlevel_location))
         .route("/crm/v8/Leads", get(zoho_leads))
         .route("/crm/v8/{module}/{id}", get(zoho_record))
         .route("/oauth/v2/token", axum::routing::post(zoho_token))
         .route("/custom/health", get(custom_health))
-        .with_state(Arc::new(accounts))
 }
 
 /// Serves the simulator on `listener` until the task is dropped or the listener fails.

@@ -124,33 +124,42 @@ impl Script {
     }
 
     /// Returns the demo appointment-setting call: greet, listen, look up slots, offer them,
-    /// listen, book, confirm, end.
+    /// listen, book the next weekday at 15:00 (on the business's clock), confirm, end. The
+    /// tools and parameters are the platform's (`get_available_slots`, `book_appointment`).
     #[must_use]
     pub fn demo() -> Self {
+        let day = next_weekday(chrono::Utc::now().date_naive());
         Self::new()
             .say(
-                "Hi, this is Alex from Acme Dental. Do you have a minute to book your check-up?",
+                "Hi, this is Alex from Demo Dental. Do you have a minute to book your check-up?",
                 2500,
             )
-            .listen("Yes, sure.")
+            .listen("Yes, sure. When are you free?")
             .tool(
                 "get_available_slots",
-                serde_json::json!({"date": "tomorrow"}),
+                serde_json::json!({"from": day.to_string(), "days": 1}),
                 true,
             )
-            .say(
-                "I have nine thirty or three in the afternoon tomorrow. Which works better?",
-                2500,
-            )
+            .say("I have three in the afternoon. Does that work?", 2500)
             .listen("Three works.")
             .tool(
                 "book_appointment",
-                serde_json::json!({"slot": "15:00"}),
+                serde_json::json!({"start": format!("{day}T15:00"), "notes": "check-up"}),
                 true,
             )
-            .say("You are booked for three tomorrow. See you then!", 1800)
+            .say("You are booked for three. See you then!", 1800)
             .end()
     }
+}
+
+/// The first Monday-to-Friday day after `today`.
+fn next_weekday(today: chrono::NaiveDate) -> chrono::NaiveDate {
+    use chrono::Datelike as _;
+    let mut day = today.succ_opt().unwrap_or(today);
+    while matches!(day.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun) {
+        day = day.succ_opt().unwrap_or(day);
+    }
+    day
 }
 
 /// How an agent behaves.
