@@ -215,6 +215,28 @@ async fn the_agent_books_an_appointment_and_everything_is_stored() {
     })
     .await;
 
+    // The management API shows the conversation with the call.
+    let call_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM calls WHERE to_number = $1")
+        .bind(PHONE)
+        .fetch_one(&h.env.db.observer)
+        .await
+        .unwrap();
+    let detail: Value = reqwest::Client::new()
+        .get(format!("{}/v1/clients/{}/calls/{call_id}", h.base, h.tenant))
+        .bearer_auth(&h.api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shown = &detail["conversations"][0];
+    assert_eq!(shown["end_reason"], "agent_ended", "{detail}");
+    assert_eq!(shown["turns"].as_array().map(Vec::len), Some(5));
+    assert_eq!(shown["tool_calls"].as_array().map(Vec::len), Some(3));
+    assert_eq!(shown["recording"]["state"], "complete");
+    assert!(shown["recording"].get("location").is_none(), "no storage path in the API");
+
     // Every frame our code sent to Twilio and to ElevenLabs matches the official schemas.
     let twilio_schema =
         caller::schema_check::vendor_schema("twilio.media-streams.messages.schema.json");

@@ -1,6 +1,6 @@
-//! `/v1/clients/{client_id}/calls`: the client's calls, each with its attempts and every
-//! accepted state change, so a client (or its support) can follow a call without database
-//! access.
+//! `/v1/clients/{client_id}/calls`: the client's calls, each with its attempts, every
+//! accepted state change and its conversations (transcript, tool calls, recording), so a
+//! client (or its support) can follow a call without database access.
 
 use axum::Extension;
 use axum::Json;
@@ -14,6 +14,7 @@ use super::error::{ApiError, Problem};
 use crate::calls::state::CallState;
 use crate::ids::CallId;
 use crate::store::call_views::{self, AttemptView, CallView, TransitionView};
+use crate::store::conversation_views::{self, ConversationView};
 use crate::tenancy::api_keys::Scope;
 
 /// Filters of the call list.
@@ -46,6 +47,8 @@ pub struct CallDetail {
     pub attempts: Vec<AttemptView>,
     /// Every accepted state change of the call and its attempts, in order.
     pub transitions: Vec<TransitionView>,
+    /// The conversation of each answered attempt: transcript, tool calls, recording.
+    pub conversations: Vec<ConversationView>,
 }
 
 /// Lists the client's calls, newest first.
@@ -95,10 +98,12 @@ pub async fn get(
     };
     let attempts = call_views::attempts(&mut tx, tenant, call_id).await?;
     let transitions = call_views::transitions(&mut tx, tenant, call_id).await?;
+    let conversations = conversation_views::of_call(&mut tx, tenant, call_id).await?;
     tx.commit().await?;
     Ok(Json(CallDetail {
         call,
         attempts,
         transitions,
+        conversations,
     }))
 }

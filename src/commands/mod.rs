@@ -119,10 +119,7 @@ async fn simulate(
             let elevenlabs = crate::providers::sim_elevenlabs::ElevenLabsSimState::new(
                 &accounts.elevenlabs_api_key,
             )
-            .with_agent(
-                DEMO_AGENT,
-                crate::providers::sim_elevenlabs::Script::demo(),
-            );
+            .with_agent(DEMO_AGENT, crate::providers::sim_elevenlabs::Script::demo());
             (
                 "vendor simulator",
                 sim::router_beside_elevenlabs(accounts)

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod call_blocklist;
 pub mod call_views;
 pub mod calls;
+pub mod conversation_views;
 pub mod conversations;
 pub mod credentials;
 pub mod idempotency_keys;
