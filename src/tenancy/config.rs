@@ -169,7 +169,8 @@ pub struct ClientConfiguration {
     /// follows), so a machine's answer ends as outcome `machine` instead of `human`.
     #[serde(default)]
     pub answering_machine_detection: bool,
-    /// Have the telephony provider record calls.
+    /// Record calls: both channels as a stereo WAV, sealed at rest (AES-256-GCM) by the media
+    /// gateway, listed with the call's conversation.
     #[serde(default)]
     pub record_calls: bool,
 }

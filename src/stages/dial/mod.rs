@@ -344,7 +344,9 @@ impl Dial {
             machine_detection_callback: configuration
                 .answering_machine_detection
                 .then(|| format!("{callbacks}/amd")),
-            record: configuration.record_calls,
+            // `record_calls` is honoured by the media gateway, which seals both channels at rest
+            // (ADR 0018); a second, unencrypted copy at the provider would defeat that.
+            record: false,
             timeout_secs: self.telephony.ring_timeout_secs,
         }
     }
