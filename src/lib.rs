@@ -12,14 +12,17 @@
 //! - [`stages`]: one module per pipeline stage; [`pipeline`] compiles `pipelines/*.yaml`.
 //! - [`store`]: PostgreSQL pool, migrations, one module of queries per table.
 //! - [`http`]: health, readiness and metrics endpoints; [`metrics`]: per-stage counters.
-//! - [`ingress`]: webhook authentication (the routes come with the ingress work);
-//!   [`normalize`]: per-source normalizers into the `lead.received` event.
+//! - [`ingress`]: the webhook routes and their authentication; [`normalize`]: per-source
+//!   normalizers into the `lead.received` event.
 //! - [`crypto`]: sealed credentials (AES-256-GCM) and the master keyring.
-//! - [`providers`]: vendor adapters; today the per-provider healthchecks and their simulators.
+//! - [`providers`]: vendor adapters (Twilio, Zoho reads, healthchecks) and the vendor
+//!   simulators.
 //! - [`ids`], [`secret`], [`error`]: typed ids, redacting secrets, the stage error taxonomy.
 //! - [`telemetry`]: JSON logs, one span per message.
-//! - [`media`], [`voice`]: wire types of Twilio Media Streams and ElevenLabs Agents, for the
-//!   converse stage (not used yet).
+//! - [`media`]: the media plane (binary frames on `media.<call>.*`) and the Twilio Media Streams
+//!   gateway; [`voice`]: the voice engine trait and its ElevenLabs implementation;
+//!   [`recording`]: sealed call recordings; [`booking`]: calendars and lead records for the
+//!   agent's tools.
 
 pub mod api;
 pub mod app;
