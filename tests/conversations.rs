@@ -222,7 +222,10 @@ async fn the_agent_books_an_appointment_and_everything_is_stored() {
         .await
         .unwrap();
     let detail: Value = reqwest::Client::new()
-        .get(format!("{}/v1/clients/{}/calls/{call_id}", h.base, h.tenant))
+        .get(format!(
+            "{}/v1/clients/{}/calls/{call_id}",
+            h.base, h.tenant
+        ))
         .bearer_auth(&h.api_key)
         .send()
         .await
@@ -235,7 +238,10 @@ async fn the_agent_books_an_appointment_and_everything_is_stored() {
     assert_eq!(shown["turns"].as_array().map(Vec::len), Some(5));
     assert_eq!(shown["tool_calls"].as_array().map(Vec::len), Some(3));
     assert_eq!(shown["recording"]["state"], "complete");
-    assert!(shown["recording"].get("location").is_none(), "no storage path in the API");
+    assert!(
+        shown["recording"].get("location").is_none(),
+        "no storage path in the API"
+    );
 
     // Every frame our code sent to Twilio and to ElevenLabs matches the official schemas.
     let twilio_schema =
