@@ -221,7 +221,7 @@ async fn the_agent_books_an_appointment_and_everything_is_stored() {
         .fetch_one(&h.env.db.observer)
         .await
         .unwrap();
-    let detail: Value = reqwest::Client::new()
+    let detail: Value = caller::providers::http::client()
         .get(format!(
             "{}/v1/clients/{}/calls/{call_id}",
             h.base, h.tenant
