@@ -410,6 +410,29 @@ pub fn elevenlabs_asyncapi() -> Value {
     spec
 }
 
+/// Panics naming the first of `frames` (JSON text our code sent to Twilio's Media Streams)
+/// that breaks Twilio's schema (`#/$defs/ToTwilio`); also when there are none.
+pub fn assert_valid_to_twilio(frames: &[String]) {
+    let schema = vendor_schema("twilio.media-streams.messages.schema.json");
+    assert_all_valid(&schema, "#/$defs/ToTwilio", frames);
+}
+
+/// Panics naming the first of `frames` (JSON text our code sent to an ElevenLabs agent) that
+/// matches no client message of the AsyncAPI; also when there are none.
+pub fn assert_valid_to_elevenlabs(frames: &[String]) {
+    assert_all_valid(&elevenlabs_asyncapi(), "#/x-client", frames);
+}
+
+fn assert_all_valid(schema: &Value, pointer: &str, frames: &[String]) {
+    assert!(!frames.is_empty(), "no frames to check against {pointer}");
+    for frame in frames {
+        let value: Value = serde_json::from_str(frame).unwrap();
+        if let Err(errors) = validate_at(schema, pointer, &value) {
+            panic!("{frame} does not match {pointer}:\n{}", errors.join("\n"));
+        }
+    }
+}
+
 /// Reads `schemas/vendor/<name>` as JSON.
 pub fn vendor_schema(name: &str) -> Value {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -75,12 +75,7 @@ async fn the_agent_books_an_appointment_and_everything_is_stored() {
     })
     .await;
     h.lead(h.tenant, PHONE, daytime_zone()).await;
-    eventually(WAIT, "the conversation ends", || async {
-        conversation(&h, PHONE)
-            .await
-            .is_some_and(|c| c.state == "ended")
-    })
-    .await;
+    conversations::ended(&h, PHONE).await;
     let ended = conversation(&h, PHONE).await.unwrap();
     assert_eq!(ended.end_reason.as_deref(), Some("agent_ended"));
     assert_eq!(
@@ -244,35 +239,13 @@ async fn the_agent_books_an_appointment_and_everything_is_stored() {
     );
 
     // Every frame our code sent to Twilio and to ElevenLabs matches the official schemas.
-    let twilio_schema =
-        caller::schema_check::vendor_schema("twilio.media-streams.messages.schema.json");
     let sessions = h.sim.media_sessions();
     assert_eq!(sessions.len(), 1);
-    assert!(!sessions[0].raw_received.is_empty());
-    for frame in &sessions[0].raw_received {
-        let wire: Value = serde_json::from_str(frame).unwrap();
-        if let Err(errors) =
-            caller::schema_check::validate_at(&twilio_schema, "#/$defs/ToTwilio", &wire)
-        {
-            panic!(
-                "frame to Twilio {frame} breaks the schema:\n{}",
-                errors.join("\n")
-            );
-        }
-    }
-    let asyncapi = caller::schema_check::elevenlabs_asyncapi();
+    caller::schema_check::assert_valid_to_twilio(&sessions[0].raw_received);
     let conversations = el.conversations();
     assert_eq!(conversations.len(), 1);
     assert!(conversations[0].client_frames.len() > 10);
-    for frame in &conversations[0].client_frames {
-        let wire: Value = serde_json::from_str(frame).unwrap();
-        if let Err(errors) = caller::schema_check::validate_at(&asyncapi, "#/x-client", &wire) {
-            panic!(
-                "frame to ElevenLabs {frame} breaks the AsyncAPI:\n{}",
-                errors.join("\n")
-            );
-        }
-    }
+    caller::schema_check::assert_valid_to_elevenlabs(&conversations[0].client_frames);
     assert!(conversations[0].wrong_pongs().is_empty());
     h.finish().await;
 }
@@ -297,12 +270,7 @@ async fn barge_in_clears_what_twilio_is_playing() {
     })
     .await;
     h.lead(h.tenant, phone, daytime_zone()).await;
-    eventually(WAIT, "the conversation ends", || async {
-        conversation(&h, phone)
-            .await
-            .is_some_and(|c| c.state == "ended")
-    })
-    .await;
+    conversations::ended(&h, phone).await;
 
     let sessions = h.sim.media_sessions();
     let interrupted = el.conversations();
@@ -327,15 +295,7 @@ async fn barge_in_clears_what_twilio_is_playing() {
     let roles: Vec<&str> = turns.iter().map(|(role, _)| role.as_str()).collect();
     assert_eq!(roles, ["agent", "user", "agent"], "{turns:?}");
     assert_eq!(turns[1].1, "Sorry, can I just book a cleaning?");
-    for frame in &sessions[0].raw_received {
-        let wire: Value = serde_json::from_str(frame).unwrap();
-        let schema =
-            caller::schema_check::vendor_schema("twilio.media-streams.messages.schema.json");
-        assert!(
-            caller::schema_check::validate_at(&schema, "#/$defs/ToTwilio", &wire).is_ok(),
-            "{frame}"
-        );
-    }
+    caller::schema_check::assert_valid_to_twilio(&sessions[0].raw_received);
     h.finish().await;
 }
 
@@ -359,12 +319,7 @@ async fn a_dropped_engine_connection_is_reopened_with_the_conversation_so_far() 
     })
     .await;
     h.lead(h.tenant, phone, daytime_zone()).await;
-    eventually(WAIT, "the conversation ends", || async {
-        conversation(&h, phone)
-            .await
-            .is_some_and(|c| c.state == "ended")
-    })
-    .await;
+    conversations::ended(&h, phone).await;
     let ended = conversation(&h, phone).await.unwrap();
     assert_eq!(ended.end_reason.as_deref(), Some("agent_ended"));
     assert_eq!(
@@ -428,12 +383,7 @@ async fn an_engine_that_refuses_the_call_gets_a_spoken_goodbye_and_a_hang_up() {
     .unwrap();
     h.runtime.directory.clear();
     h.lead(h.tenant, phone, daytime_zone()).await;
-    eventually(WAIT, "the conversation ends", || async {
-        conversation(&h, phone)
-            .await
-            .is_some_and(|c| c.state == "ended")
-    })
-    .await;
+    conversations::ended(&h, phone).await;
     let ended = conversation(&h, phone).await.unwrap();
     assert_eq!(ended.end_reason.as_deref(), Some("engine_failed"));
     let calls = h.sim.calls();

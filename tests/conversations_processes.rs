@@ -108,12 +108,7 @@ async fn a_converse_worker_killed_mid_call_is_replaced_within_seconds() {
         "resumed after {resumed_after:?}"
     );
 
-    eventually(WAIT, "the conversation ends", || async {
-        conversation(&h, PHONE)
-            .await
-            .is_some_and(|c| c.state == "ended")
-    })
-    .await;
+    conversations::ended(&h, PHONE).await;
     let ended = conversation(&h, PHONE).await.unwrap();
     assert_eq!(ended.end_reason.as_deref(), Some("agent_ended"));
     assert_eq!(ended.resumes, 1);

@@ -89,6 +89,15 @@ pub enum BookingError {
     Failed(String),
 }
 
+impl From<crate::tenancy::directory::LookupError> for BookingError {
+    fn from(error: crate::tenancy::directory::LookupError) -> Self {
+        match error {
+            crate::tenancy::directory::LookupError::Gone => Self::NotConfigured(error.to_string()),
+            crate::tenancy::directory::LookupError::Database(_) => Self::Failed(error.to_string()),
+        }
+    }
+}
+
 /// A tenant's calendar.
 pub trait Calendar: Send + Sync {
     /// Returns free slots in `[from, to)`, earliest first, at most `limit`.
@@ -140,12 +149,7 @@ impl Calendars {
 
     async fn of(&self, tenant: TenantId) -> Result<&dyn Calendar, BookingError> {
         use crate::tenancy::config::CalendarKind;
-        let snapshot = self
-            .directory
-            .tenant(tenant)
-            .await
-            .map_err(|error| BookingError::Failed(format!("database: {error}")))?
-            .ok_or_else(|| BookingError::NotConfigured("the client no longer exists".to_owned()))?;
+        let snapshot = self.directory.existing(tenant).await?;
         match snapshot.configuration.calendar {
             Some(CalendarKind::Static) => Ok(&self.schedule),
             Some(other) => Err(BookingError::NotConfigured(format!(

@@ -52,11 +52,7 @@ impl StaticSchedule {
         &self,
         tenant: TenantId,
     ) -> Result<std::sync::Arc<TenantSnapshot>, BookingError> {
-        self.directory
-            .tenant(tenant)
-            .await
-            .map_err(failed)?
-            .ok_or_else(|| BookingError::NotConfigured("the client no longer exists".to_owned()))
+        Ok(self.directory.existing(tenant).await?)
     }
 
     /// The slots the hours allow in `[from, to)`, booked or not.

@@ -116,3 +116,23 @@ pub async fn publish_messages(bus: &Bus, messages: &[BusMessage]) -> Vec<Result<
         })
         .collect()
 }
+
+/// Publishes one event of `tenant` under `message_id` and waits for its PubAck: how the
+/// provider callback routes store what a vendor told them before answering 200.
+pub async fn publish_event<E: crate::events::Event>(
+    bus: &Bus,
+    tenant: crate::ids::TenantId,
+    source: &str,
+    payload: E,
+    message_id: &str,
+) -> Result<(), ApiError> {
+    let envelope = crate::bus::envelope::Envelope::new(tenant, source, payload);
+    let mut message = envelope.to_message().map_err(|error| {
+        tracing::error!(%error, event_type = E::TYPE, "event does not encode");
+        ApiError::Internal
+    })?;
+    message.set_message_id(message_id);
+    let mut published = publish_messages(bus, std::slice::from_ref(&message)).await;
+    published.pop().unwrap_or(Err(ApiError::Unavailable))?;
+    Ok(())
+}

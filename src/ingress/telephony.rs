@@ -32,10 +32,9 @@ use chrono::{DateTime, Utc};
 
 use super::Ingress;
 use super::limits::read_body;
-use super::publish::{content_message_id, publish_messages};
+use super::publish::{content_message_id, publish_event};
 use super::verify::twilio::TwilioSignature;
 use crate::api::error::ApiError;
-use crate::bus::envelope::Envelope;
 use crate::calls::state::{AnsweredBy, Failure, ProviderStatus};
 use crate::events::call_flow::{CallStatusReported, ReportKind};
 use crate::ids::{AttemptId, TenantId};
@@ -100,14 +99,14 @@ pub async fn twilio_call(
         }
     };
     let message_id = message_id(&report);
-    let envelope = Envelope::new(tenant, "caller/ingress/twilio", report);
-    let mut message = envelope.to_message().map_err(|error| {
-        tracing::error!(%error, "status report does not encode");
-        ApiError::Internal
-    })?;
-    message.set_message_id(&message_id);
-    let mut published = publish_messages(&ingress.bus, std::slice::from_ref(&message)).await;
-    published.pop().unwrap_or(Err(ApiError::Unavailable))?;
+    publish_event(
+        &ingress.bus,
+        tenant,
+        "caller/ingress/twilio",
+        report,
+        &message_id,
+    )
+    .await?;
     Ok(StatusCode::OK.into_response())
 }
 

@@ -21,11 +21,10 @@ use tokio::time::Instant;
 
 use super::Ingress;
 use super::limits::read_body;
-use super::publish::{content_message_id, publish_messages};
+use super::publish::{content_message_id, publish_event};
 use super::verify::elevenlabs::ElevenLabsSignature;
 use super::webhooks::authenticate;
 use crate::api::error::ApiError;
-use crate::bus::envelope::Envelope;
 use crate::events::conversation::PostCallReported;
 
 /// The envelope of every ElevenLabs webhook.
@@ -95,13 +94,13 @@ pub async fn elevenlabs_post_call(
             delivery.kind.as_bytes(),
         ],
     );
-    let envelope = Envelope::new(snapshot.id, "caller/ingress/elevenlabs", report);
-    let mut message = envelope.to_message().map_err(|error| {
-        tracing::error!(%error, "post-call report does not encode");
-        ApiError::Internal
-    })?;
-    message.set_message_id(&message_id);
-    let mut published = publish_messages(&ingress.bus, std::slice::from_ref(&message)).await;
-    published.pop().unwrap_or(Err(ApiError::Unavailable))?;
+    publish_event(
+        &ingress.bus,
+        snapshot.id,
+        "caller/ingress/elevenlabs",
+        report,
+        &message_id,
+    )
+    .await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -83,6 +83,17 @@ pub struct TenantSnapshot {
     pub secrets: WebhookSecrets,
 }
 
+/// Why the snapshot of a tenant that must exist could not be read ([`Directory::existing`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The tenant does not exist (any more).
+    #[error("the client no longer exists")]
+    Gone,
+}
+
 /// A tenant's Twilio account as the dial stage and the callback routes need it.
 #[derive(Debug, Clone)]
 pub struct TwilioAccount {
@@ -199,6 +210,15 @@ impl Directory {
     #[must_use]
     pub fn keyring(&self) -> Option<&Arc<Keyring>> {
         self.keyring.as_ref()
+    }
+
+    /// Returns the snapshot of a tenant that must exist (work already under way for it).
+    ///
+    /// # Errors
+    ///
+    /// [`LookupError`]: the database failed, or the tenant is gone (deleted meanwhile).
+    pub async fn existing(&self, id: TenantId) -> Result<Arc<TenantSnapshot>, LookupError> {
+        self.tenant(id).await?.ok_or(LookupError::Gone)
     }
 
     /// Returns the tenant's snapshot, `None` when no such tenant exists.

@@ -123,6 +123,17 @@ pub async fn conversation(h: &Harness, phone: &str) -> Option<Conversation> {
     .unwrap()
 }
 
+/// Waits (up to a minute) until the conversation of the call to `phone` has ended.
+pub async fn ended(h: &Harness, phone: &str) -> Conversation {
+    crate::common::eventually(Duration::from_secs(60), "the conversation ends", || async {
+        conversation(h, phone)
+            .await
+            .is_some_and(|c| c.state == "ended")
+    })
+    .await;
+    conversation(h, phone).await.unwrap()
+}
+
 /// A conversation as stored.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Conversation {

@@ -132,10 +132,9 @@ impl Deps {
     ) -> Result<Arc<dyn VoiceEngine>, String> {
         let snapshot = self
             .directory
-            .tenant(tenant)
+            .existing(tenant)
             .await
-            .map_err(|error| format!("database: {error}"))?
-            .ok_or_else(|| "the client no longer exists".to_owned())?;
+            .map_err(|error| error.to_string())?;
         engines::for_tenant(&snapshot, self.http.clone())
     }
 }

@@ -295,10 +295,9 @@ impl Tools {
     async fn telephony(&self, tenant: TenantId) -> Result<Twilio, String> {
         let snapshot = self
             .directory
-            .tenant(tenant)
+            .existing(tenant)
             .await
-            .map_err(|error| format!("database: {error}"))?
-            .ok_or_else(|| "the client no longer exists".to_owned())?;
+            .map_err(|error| error.to_string())?;
         Twilio::for_tenant(&snapshot, self.http.clone()).map_err(str::to_owned)
     }
 
@@ -370,10 +369,9 @@ impl Tools {
         let database = |error: sqlx::Error| format!("database: {error}");
         let snapshot = self
             .directory
-            .tenant(scope.tenant)
+            .existing(scope.tenant)
             .await
-            .map_err(database)?
-            .ok_or_else(|| "the client no longer exists".to_owned())?;
+            .map_err(|error| error.to_string())?;
         let mut tx = self
             .store
             .begin_tenant(scope.tenant)
