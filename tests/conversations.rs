@@ -70,8 +70,11 @@ struct Conversation {
     provider_transcript: Option<Value>,
 }
 
+/// State, end reason, engine conversation ids, provider transcript.
+type ConversationRow = (String, Option<String>, Vec<String>, Option<Value>);
+
 async fn conversation(h: &Harness) -> Option<Conversation> {
-    let row: Option<(String, Option<String>, Vec<String>, Option<Value>)> = sqlx::query_as(
+    let row: Option<ConversationRow> = sqlx::query_as(
         "SELECT c.state, c.end_reason, c.engine_conversation_ids, c.provider_transcript \
          FROM conversations c JOIN calls k ON k.id = c.call_id WHERE k.to_number = $1",
     )
@@ -271,7 +274,7 @@ async fn the_agent_books_an_appointment_and_everything_is_stored() {
     eventually(WAIT, "conversation.ended is published", || {
         let (js, subject) = (js.clone(), subject.clone());
         async move {
-            let mut stream = js.get_stream(CALLS_STREAM).await.unwrap();
+            let stream = js.get_stream(CALLS_STREAM).await.unwrap();
             stream
                 .get_last_raw_message_by_subject(&subject)
                 .await

@@ -55,7 +55,7 @@ impl StaticSchedule {
         self.directory
             .tenant(tenant)
             .await
-            .map_err(failed)?
+            .map_err(|error| failed(&error))?
             .ok_or_else(|| BookingError::NotConfigured("the client no longer exists".to_owned()))
     }
 
@@ -105,7 +105,11 @@ impl StaticSchedule {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<DateTime<Utc>>, BookingError> {
-        let mut tx = self.store.begin_tenant(tenant).await.map_err(failed)?;
+        let mut tx = self
+            .store
+            .begin_tenant(tenant)
+            .await
+            .map_err(|error| failed(&error))?;
         let starts: Vec<(DateTime<Utc>,)> = sqlx::query_as(
             "SELECT starts_at FROM appointments \
              WHERE tenant_id = $1 AND status = 'booked' AND starts_at >= $2 AND starts_at < $3",
@@ -115,13 +119,13 @@ impl StaticSchedule {
         .bind(to)
         .fetch_all(&mut *tx)
         .await
-        .map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
+        .map_err(|error| failed(&error))?;
+        tx.commit().await.map_err(|error| failed(&error))?;
         Ok(starts.into_iter().map(|(start,)| start).collect())
     }
 }
 
-fn failed(error: sqlx::Error) -> BookingError {
+fn failed(error: &sqlx::Error) -> BookingError {
     BookingError::Failed(format!("database: {error}"))
 }
 
@@ -176,7 +180,7 @@ impl Calendar for StaticSchedule {
                 .store
                 .begin_tenant(request.tenant)
                 .await
-                .map_err(failed)?;
+                .map_err(|error| failed(&error))?;
             let inserted: Option<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
                 "INSERT INTO appointments \
                      (id, tenant_id, call_id, starts_at, ends_at, name, phone, notes, booked_by) \
@@ -199,7 +203,7 @@ impl Calendar for StaticSchedule {
                 sqlx::Error::Database(database) if database.is_unique_violation() => {
                     BookingError::Unavailable("someone else just booked it".to_owned())
                 }
-                _ => failed(error),
+                _ => failed(&error),
             })?;
             let (id, starts_at, ends_at) = match inserted {
                 Some(row) => row,
@@ -212,9 +216,9 @@ impl Calendar for StaticSchedule {
                 .bind(&request.idempotency_key)
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(failed)?,
+                .map_err(|error| failed(&error))?,
             };
-            tx.commit().await.map_err(failed)?;
+            tx.commit().await.map_err(|error| failed(&error))?;
             Ok(Booked {
                 appointment_id: id.to_string(),
                 starts_at,

@@ -82,7 +82,7 @@ impl ElevenLabsSignature {
             .parse()
             .map_err(|_| VerifyError::MalformedHeader(ELEVENLABS_SIGNATURE_HEADER))?;
         let skew_seconds = seconds.saturating_sub(now.timestamp());
-        if skew_seconds < -ELEVENLABS_MAX_AGE_SECS || skew_seconds > TIMESTAMP_TOLERANCE_SECS {
+        if !(-ELEVENLABS_MAX_AGE_SECS..=TIMESTAMP_TOLERANCE_SECS).contains(&skew_seconds) {
             return Err(VerifyError::StaleTimestamp { skew_seconds });
         }
         if signatures.is_empty() {

@@ -68,10 +68,7 @@ fn text(settings: &serde_json::Value, key: &str) -> Option<String> {
 
 /// Picks the variant of `variants` for `call`: stable per call, weighted by `weight` (1 when
 /// absent), so replays and resumed sessions agree and a split follows the configured weights.
-fn pick_variant<'a>(
-    variants: &'a [serde_json::Value],
-    call: CallId,
-) -> Option<&'a serde_json::Value> {
+fn pick_variant(variants: &[serde_json::Value], call: CallId) -> Option<&serde_json::Value> {
     let weight = |variant: &serde_json::Value| {
         variant
             .get("weight")

@@ -208,7 +208,8 @@ async fn run_claimed(
     let stopped = session.converse().await;
     drop(session);
     // Every queued write lands before the end is recorded.
-    let _ = writer.await;
+    // A panicked writer lost its queued writes; the end is recorded all the same.
+    writer.await.ok();
     match stopped {
         Stopped::Ended(end) => finish(&deps, ids, &holder, end).await,
         Stopped::Released => release(&deps, ids, &holder).await,
@@ -471,9 +472,8 @@ impl Session {
             r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>{}</Say><Hangup/></Response>"#,
             crate::calls::twiml::escape(&self.deps.settings.goodbye)
         );
-        let snapshot = match self.deps.directory.tenant(self.ids.tenant).await {
-            Ok(Some(snapshot)) => snapshot,
-            Ok(None) | Err(_) => return,
+        let Ok(Some(snapshot)) = self.deps.directory.tenant(self.ids.tenant).await else {
+            return;
         };
         match Twilio::for_tenant(&snapshot, self.deps.http.clone()) {
             Ok(twilio) => {
