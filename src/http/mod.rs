@@ -152,11 +152,21 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 }
 
 /// Serves `router` on `listener` until `shutdown`, then finishes open requests.
+///
+/// Accepted sockets have `TCP_NODELAY`: the media gateway writes a small frame every 20 ms per
+/// call, and Nagle's algorithm would hold one back until the peer's (delayed, up to 40 ms)
+/// acknowledgement of the previous one.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|socket| {
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::warn!(%error, "TCP_NODELAY not set on an accepted socket");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

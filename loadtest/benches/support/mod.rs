@@ -14,6 +14,13 @@ use sqlx::{Connection, PgConnection};
 /// A private nats-server, killed on drop.
 pub struct Server(Child);
 
+impl Server {
+    /// The server's process id (to read its CPU time from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.0.kill().ok();
@@ -104,6 +111,18 @@ pub fn median(mut runs: Vec<f64>) -> f64 {
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
+}
+
+/// Returns the CPU time (user + system) of process `pid` (`self` for this one) so far, from
+/// `/proc/<pid>/stat`; `None` where there is no such file (not Linux).
+pub fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last `)`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// Returns the environment variable `name` read as a number, or `default`.

@@ -430,6 +430,10 @@ pub async fn spawn(state: ElevenLabsSimState) -> (SocketAddr, tokio::task::JoinH
     let addr = listener
         .local_addr()
         .expect("a bound listener has an address");
+    // Audio events are small and frequent: Nagle's algorithm would delay them.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |socket| {
+        let _unset = socket.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, router(state)).await {
             tracing::error!(error = %err, "elevenlabs simulator stopped");
