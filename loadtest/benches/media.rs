@@ -613,7 +613,6 @@ async fn level(bench: &Bench, tenant: TenantId, count: usize, nats_pid: &str) ->
     if broken > 0 || other > 0 {
         eprintln!("warning: {broken} sockets broke, {other} non-media frames at {count} calls");
     }
-    let zero = Duration::ZERO;
     #[allow(clippy::cast_precision_loss)]
     let send_rate = sent as f64 / window / count as f64;
     Level {
@@ -623,27 +622,11 @@ async fn level(bench: &Bench, tenant: TenantId, count: usize, nats_pid: &str) ->
         lost: sent.saturating_sub(received),
         corrupt: results.iter().map(|result| result.corrupt).sum(),
         send_rate,
-        p50: if latencies.is_empty() {
-            zero
-        } else {
-            percentile(&latencies, 0.50)
-        },
-        p99: if latencies.is_empty() {
-            zero
-        } else {
-            percentile(&latencies, 0.99)
-        },
-        max: latencies.last().copied().unwrap_or(zero),
-        setup_p50: if setups.is_empty() {
-            zero
-        } else {
-            percentile(&setups, 0.50)
-        },
-        setup_p99: if setups.is_empty() {
-            zero
-        } else {
-            percentile(&setups, 0.99)
-        },
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+        setup_p50: percentile(&setups, 0.50),
+        setup_p99: percentile(&setups, 0.99),
         not_echoed: count - setups.len(),
         cpu: share(cpu0, cpu1),
         nats_cpu: share(nats0, nats1),

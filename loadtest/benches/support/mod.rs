@@ -107,8 +107,11 @@ pub fn median(mut runs: Vec<f64>) -> f64 {
     runs[runs.len() / 2]
 }
 
-/// Returns the `p` quantile (0–1) of `sorted` latencies, by the nearest index.
+/// Returns the `p` quantile (0–1) of `sorted` latencies, by the nearest index; zero when empty.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index]
 }

@@ -468,7 +468,7 @@ impl Session {
     }
 
     /// Has the telephony provider say the goodbye and hang up (the engine cannot speak).
-    async fn goodbye(&self) {
+    async fn goodbye(&mut self) {
         let twiml = format!(
             r#"<?xml version="1.0" encoding="UTF-8"?><Response><Say>{}</Say><Hangup/></Response>"#,
             crate::calls::twiml::escape(&self.deps.settings.goodbye)
@@ -483,26 +483,13 @@ impl Session {
                     .await
                 {
                     tracing::error!(%error, "goodbye not delivered; hanging up through the stream");
-                    self.media_hangup().await;
+                    self.media.control(MediaFrame::Hangup).await;
                 }
             }
             Err(missing) => {
                 tracing::error!(missing, "no telephony account for the goodbye");
             }
         }
-    }
-
-    async fn media_hangup(&self) {
-        let frame = Sequenced {
-            seq: self.media.ctl_seq + 1,
-            frame: MediaFrame::Hangup,
-        };
-        let _unsent = self
-            .deps
-            .bus
-            .client()
-            .publish(self.media.ctl_subject.clone(), frame.encode())
-            .await;
     }
 }
 
