@@ -31,6 +31,7 @@ pub mod bus;
 pub mod calls;
 pub mod cli;
 pub mod commands;
+pub mod crm;
 pub mod crypto;
 pub mod error;
 pub mod events;

@@ -7,16 +7,79 @@
 //! `static`), and [`lead_updates::PendingLeadUpdates`] records lead changes for CRM sync to
 //! carry over.
 
+pub mod conformance;
 pub mod lead_updates;
 pub mod static_schedule;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::ids::{CallId, TenantId};
+use crate::crm::ContactId;
+use crate::ids::{CallId, PhoneNumber, TenantId};
+use crate::providers::error::ProviderError;
 
-/// A free appointment slot.
+/// The longest range one slot request may cover (HighLevel's own limit, and enough for an
+/// agent offering times).
+pub const MAX_SLOT_RANGE_DAYS: i64 = 31;
+
+/// A request for free slots, checked at the edge: `from` not in the past, `to` after `from`,
+/// the range at most [`MAX_SLOT_RANGE_DAYS`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotQuery {
+    /// The earliest start.
+    pub from: DateTime<Utc>,
+    /// The latest end.
+    pub to: DateTime<Utc>,
+    /// At most this many slots, earliest first.
+    pub limit: usize,
+    /// The zone the slots will be offered in (the lead's); vendors that answer in a zone are
+    /// asked in this one.
+    pub zone: Tz,
+}
+
+impl SlotQuery {
+    /// Checks a request against `now`. A `from` up to a minute in the past is moved to `now`
+    /// (the agent's "from now" races the clock); anything earlier is refused.
+    pub fn new(
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+        zone: Tz,
+        now: DateTime<Utc>,
+    ) -> Result<Self, BookingError> {
+        if from < now - TimeDelta::minutes(1) {
+            return Err(BookingError::Invalid(
+                "slots can only be searched from now on, not in the past".to_owned(),
+            ));
+        }
+        let from = from.max(now);
+        if to <= from {
+            return Err(BookingError::Invalid(
+                "the end of the range must be after its start".to_owned(),
+            ));
+        }
+        if to - from > TimeDelta::days(MAX_SLOT_RANGE_DAYS) {
+            return Err(BookingError::Invalid(format!(
+                "a slot search covers at most {MAX_SLOT_RANGE_DAYS} days"
+            )));
+        }
+        if limit == 0 {
+            return Err(BookingError::Invalid(
+                "ask for at least one slot".to_owned(),
+            ));
+        }
+        Ok(Self {
+            from,
+            to,
+            limit,
+            zone,
+        })
+    }
+}
+
+/// A free appointment slot: instants, plus the zone it is offered in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Slot {
     /// When it starts.
@@ -31,17 +94,40 @@ pub struct BookingRequest {
     /// The tenant.
     pub tenant: TenantId,
     /// The call the booking was made on.
-    pub call: CallId,
+    pub call: Option<CallId>,
     /// The slot's start.
     pub starts_at: DateTime<Utc>,
+    /// The lead's zone (vendors that take local times are sent this one).
+    pub zone: Tz,
     /// Who the appointment is for.
     pub name: Option<String>,
-    /// Their phone (E.164).
-    pub phone: Option<String>,
+    /// Their phone.
+    pub phone: Option<PhoneNumber>,
+    /// Their e-mail address.
+    pub email: Option<String>,
+    /// Their contact in the tenant's CRM (CRM-native calendars attach the appointment to it).
+    pub contact: Option<ContactId>,
     /// Anything the agent noted.
     pub notes: Option<String>,
     /// The tool call asking for it: asking twice books once.
     pub idempotency_key: String,
+}
+
+impl BookingRequest {
+    /// Who the booking is for, for "same lead and slot → same booking": the CRM contact,
+    /// else the phone, else the e-mail, else the idempotency key.
+    #[must_use]
+    pub fn lead_key(&self) -> String {
+        if let Some(contact) = &self.contact {
+            format!("contact:{contact}")
+        } else if let Some(phone) = &self.phone {
+            format!("phone:{phone}")
+        } else if let Some(email) = &self.email {
+            format!("email:{}", email.to_lowercase())
+        } else {
+            format!("request:{}", self.idempotency_key)
+        }
+    }
 }
 
 /// A booked appointment.
@@ -84,9 +170,15 @@ pub enum BookingError {
     /// The tenant has no calendar or CRM of a kind this build can use.
     #[error("not configured: {0}")]
     NotConfigured(String),
+    /// No such appointment.
+    #[error("no such appointment")]
+    NotFound,
     /// The calendar or CRM failed; trying again may work.
     #[error("the calendar or CRM failed: {0}")]
     Failed(String),
+    /// The vendor's answer, classified.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
 }
 
 impl From<crate::tenancy::directory::LookupError> for BookingError {
@@ -98,19 +190,37 @@ impl From<crate::tenancy::directory::LookupError> for BookingError {
     }
 }
 
-/// A tenant's calendar.
+/// A tenant's calendar. Adapters are process-wide: every method names the tenant.
+///
+/// Contract (checked by [`conformance`]): slots come earliest first, inside the query's range,
+/// at most `limit`; a booked slot is no longer offered; booking a taken slot answers
+/// [`BookingError::Unavailable`]; rescheduling frees the old slot; cancelling frees the slot;
+/// an unknown appointment is [`BookingError::NotFound`].
 pub trait Calendar: Send + Sync {
-    /// Returns free slots in `[from, to)`, earliest first, at most `limit`.
+    /// Returns free slots of the query.
     fn free_slots(
         &self,
         tenant: TenantId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
+        query: SlotQuery,
     ) -> BoxFuture<'_, Result<Vec<Slot>, BookingError>>;
 
     /// Books the slot starting at `request.starts_at`.
     fn book(&self, request: BookingRequest) -> BoxFuture<'_, Result<Booked, BookingError>>;
+
+    /// Moves an appointment to the slot starting at `starts_at`.
+    fn reschedule<'a>(
+        &'a self,
+        tenant: TenantId,
+        appointment_id: &'a str,
+        starts_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Booked, BookingError>>;
+
+    /// Cancels an appointment, freeing its slot.
+    fn cancel<'a>(
+        &'a self,
+        tenant: TenantId,
+        appointment_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), BookingError>>;
 }
 
 /// A tenant's lead records.
@@ -166,19 +276,34 @@ impl Calendar for Calendars {
     fn free_slots(
         &self,
         tenant: TenantId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
+        query: SlotQuery,
     ) -> BoxFuture<'_, Result<Vec<Slot>, BookingError>> {
-        Box::pin(async move {
-            self.of(tenant)
-                .await?
-                .free_slots(tenant, from, to, limit)
-                .await
-        })
+        Box::pin(async move { self.of(tenant).await?.free_slots(tenant, query).await })
     }
 
     fn book(&self, request: BookingRequest) -> BoxFuture<'_, Result<Booked, BookingError>> {
         Box::pin(async move { self.of(request.tenant).await?.book(request).await })
+    }
+
+    fn reschedule<'a>(
+        &'a self,
+        tenant: TenantId,
+        appointment_id: &'a str,
+        starts_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Booked, BookingError>> {
+        Box::pin(async move {
+            self.of(tenant)
+                .await?
+                .reschedule(tenant, appointment_id, starts_at)
+                .await
+        })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        tenant: TenantId,
+        appointment_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), BookingError>> {
+        Box::pin(async move { self.of(tenant).await?.cancel(tenant, appointment_id).await })
     }
 }

@@ -6,9 +6,9 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use super::{Booked, BookingError, BookingRequest, Calendar, Slot};
+use super::{Booked, BookingError, BookingRequest, Calendar, Slot, SlotQuery};
 use crate::calls::window::CallingPolicy;
-use crate::ids::TenantId;
+use crate::ids::{PhoneNumber, TenantId};
 use crate::store::Store;
 use crate::tenancy::config::{DayHours, Weekday};
 use crate::tenancy::directory::{Directory, TenantSnapshot};
@@ -139,14 +139,12 @@ impl Calendar for StaticSchedule {
     fn free_slots(
         &self,
         tenant: TenantId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
+        query: SlotQuery,
     ) -> BoxFuture<'_, Result<Vec<Slot>, BookingError>> {
         async move {
-            if to <= from {
-                return Err(BookingError::Invalid("the range is empty".to_owned()));
-            }
+            let SlotQuery {
+                from, to, limit, ..
+            } = query;
             let snapshot = self.snapshot(tenant).await?;
             let candidates = Self::candidate_slots(&snapshot, from, to)?;
             let booked = self.booked_starts(tenant, from, to).await?;
@@ -183,11 +181,11 @@ impl Calendar for StaticSchedule {
             )
             .bind(Uuid::now_v7())
             .bind(request.tenant.as_uuid())
-            .bind(request.call.as_uuid())
+            .bind(request.call.map(|call| call.as_uuid()))
             .bind(slot.starts_at)
             .bind(slot.ends_at)
             .bind(&request.name)
-            .bind(&request.phone)
+            .bind(request.phone.as_ref().map(PhoneNumber::as_str))
             .bind(&request.notes)
             .bind(&request.idempotency_key)
             .fetch_optional(&mut *tx)
@@ -217,6 +215,76 @@ impl Calendar for StaticSchedule {
                 starts_at,
                 ends_at,
             })
+        }
+        .boxed()
+    }
+
+    fn reschedule<'a>(
+        &'a self,
+        tenant: TenantId,
+        appointment_id: &'a str,
+        starts_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Booked, BookingError>> {
+        async move {
+            let id = Uuid::parse_str(appointment_id).map_err(|_| BookingError::NotFound)?;
+            let snapshot = self.snapshot(tenant).await?;
+            let slot = Self::candidate_slots(&snapshot, starts_at, starts_at + TimeDelta::days(1))?
+                .into_iter()
+                .find(|slot| slot.starts_at == starts_at)
+                .ok_or_else(|| {
+                    BookingError::Unavailable("it is outside the business hours".to_owned())
+                })?;
+            let mut tx = self.store.begin_tenant(tenant).await.map_err(failed)?;
+            let moved: Option<(DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+                "UPDATE appointments SET starts_at = $3, ends_at = $4 \
+                 WHERE tenant_id = $1 AND id = $2 AND status = 'booked' \
+                 RETURNING starts_at, ends_at",
+            )
+            .bind(tenant.as_uuid())
+            .bind(id)
+            .bind(slot.starts_at)
+            .bind(slot.ends_at)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|error| match &error {
+                sqlx::Error::Database(database) if database.is_unique_violation() => {
+                    BookingError::Unavailable("someone else just booked it".to_owned())
+                }
+                _ => failed(error),
+            })?;
+            tx.commit().await.map_err(failed)?;
+            let (starts_at, ends_at) = moved.ok_or(BookingError::NotFound)?;
+            Ok(Booked {
+                appointment_id: id.to_string(),
+                starts_at,
+                ends_at,
+            })
+        }
+        .boxed()
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        tenant: TenantId,
+        appointment_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), BookingError>> {
+        async move {
+            let id = Uuid::parse_str(appointment_id).map_err(|_| BookingError::NotFound)?;
+            let mut tx = self.store.begin_tenant(tenant).await.map_err(failed)?;
+            let cancelled = sqlx::query(
+                "UPDATE appointments SET status = 'cancelled' \
+                 WHERE tenant_id = $1 AND id = $2 AND status = 'booked'",
+            )
+            .bind(tenant.as_uuid())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+            tx.commit().await.map_err(failed)?;
+            if cancelled.rows_affected() == 0 {
+                return Err(BookingError::NotFound);
+            }
+            Ok(())
         }
         .boxed()
     }

@@ -24,6 +24,7 @@
 //! "acuity"). Invariant: a credential value never reaches a log line, an error message or a
 //! report.
 
+pub mod error;
 pub mod health;
 pub mod http;
 pub mod sim;

@@ -51,6 +51,15 @@ pub struct SessionContext {
     pub phone: String,
     /// The callee's name, when known.
     pub lead_name: Option<String>,
+    /// The callee's time zone (IANA): slots are offered and read in it.
+    #[serde(default)]
+    pub lead_timezone: Option<String>,
+    /// The callee's contact in the tenant's CRM.
+    #[serde(default)]
+    pub crm_contact_id: Option<String>,
+    /// The callee's e-mail address, when known.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Why a context cannot be built; the call cannot have a conversation.
@@ -157,6 +166,7 @@ impl SessionContext {
             }
         });
         let business_tz = inputs.snapshot.timezone;
+        let lead_tz: Tz = lead.timezone.parse().unwrap_or(business_tz);
         let mut variables = BTreeMap::new();
         let mut put = |key: &str, value: serde_json::Value| {
             variables.insert(key.to_owned(), value);
@@ -188,10 +198,7 @@ impl SessionContext {
                 .to_string()
                 .into(),
         );
-        put(
-            "free_slots",
-            speak_slots(inputs.free_slots, business_tz).into(),
-        );
+        put("free_slots", speak_slots(inputs.free_slots, lead_tz).into());
         put(
             "previous_summary",
             inputs.previous_summary.clone().unwrap_or_default().into(),
@@ -220,6 +227,9 @@ impl SessionContext {
             business_timezone: business_tz.name().to_owned(),
             phone: lead.phone.to_string(),
             lead_name,
+            lead_timezone: Some(lead.timezone.clone()),
+            crm_contact_id: lead.external_id.clone(),
+            email: lead.email.clone(),
         })
     }
 
@@ -272,6 +282,16 @@ impl SessionContext {
     #[must_use]
     pub fn business_tz(&self) -> Tz {
         self.business_timezone.parse().unwrap_or(Tz::UTC)
+    }
+
+    /// The callee's time zone, in which slots are offered and times are read; the business's
+    /// when the lead's is unknown or unreadable.
+    #[must_use]
+    pub fn lead_tz(&self) -> Tz {
+        self.lead_timezone
+            .as_deref()
+            .and_then(|zone| zone.parse().ok())
+            .unwrap_or_else(|| self.business_tz())
     }
 }
 

@@ -30,7 +30,7 @@ use futures::future::BoxFuture;
 
 use super::{Stage, StageContext};
 use crate::booking::lead_updates::PendingLeadUpdates;
-use crate::booking::{Calendar, Calendars};
+use crate::booking::{Calendar, Calendars, SlotQuery};
 use crate::bus::Bus;
 use crate::bus::envelope::Envelope;
 use crate::bus::runner::Runtime;
@@ -199,12 +199,13 @@ impl Stage for Converse {
         })?;
         let now = Utc::now();
         let from = now + chrono::TimeDelta::hours(1);
-        let slots = tokio::time::timeout(
-            SLOTS_TIMEOUT,
-            self.calendar
-                .free_slots(tenant, from, from + SLOT_LOOKAHEAD, OPENING_SLOTS),
-        )
-        .await;
+        let zone = lead.timezone.parse().unwrap_or(snapshot.timezone);
+        let slots = match SlotQuery::new(from, from + SLOT_LOOKAHEAD, OPENING_SLOTS, zone, now) {
+            Ok(query) => {
+                tokio::time::timeout(SLOTS_TIMEOUT, self.calendar.free_slots(tenant, query)).await
+            }
+            Err(error) => Ok(Err(error)),
+        };
         let free_slots = match slots {
             Ok(Ok(slots)) => slots,
             Ok(Err(error)) => {

@@ -13,8 +13,9 @@ use chrono_tz::Tz;
 use serde_json::{Value, json};
 
 use super::context::{SessionContext, speak_slots};
-use crate::booking::{BookingError, BookingRequest, Calendar, LeadChange, LeadRecords};
+use crate::booking::{BookingError, BookingRequest, Calendar, LeadChange, LeadRecords, SlotQuery};
 use crate::calls::window::{Admission, CallingPolicy};
+use crate::crm::ContactId;
 use crate::events::lead_flow::LeadResolved;
 use crate::ids::{AttemptId, CallId, EventId, PhoneNumber, TenantId};
 use crate::providers::telephony::{CallInstructions, Telephony as _};
@@ -177,7 +178,7 @@ impl Tools {
     }
 
     async fn available_slots(&self, scope: &CallScope, parameters: &Value) -> ToolAnswer {
-        let timezone = scope.context.business_tz();
+        let timezone = scope.context.lead_tz();
         let now = Utc::now();
         // Nothing sooner than an hour from now: the business needs notice.
         let earliest = now + TimeDelta::hours(1);
@@ -203,11 +204,11 @@ impl Tools {
             .and_then(|limit| usize::try_from(limit).ok())
             .unwrap_or(5)
             .clamp(1, 20);
-        match self
-            .calendar
-            .free_slots(scope.tenant, from, from + TimeDelta::days(days), limit)
-            .await
-        {
+        let query = match SlotQuery::new(from, from + TimeDelta::days(days), limit, timezone, now) {
+            Ok(query) => query,
+            Err(error) => return booking_error(&error),
+        };
+        match self.calendar.free_slots(scope.tenant, query).await {
             Ok(slots) => ToolAnswer::ok(&json!({
                 "timezone": timezone.name(),
                 "slots": slots.iter().map(|slot| json!({
@@ -221,7 +222,7 @@ impl Tools {
     }
 
     async fn book(&self, scope: &CallScope, tool_call_id: &str, parameters: &Value) -> ToolAnswer {
-        let timezone = scope.context.business_tz();
+        let timezone = scope.context.lead_tz();
         let Some(starts_at) =
             string(parameters, "start").and_then(|text| parse_time(&text, timezone))
         else {
@@ -232,10 +233,17 @@ impl Tools {
         }
         let request = BookingRequest {
             tenant: scope.tenant,
-            call: scope.call,
+            call: Some(scope.call),
             starts_at,
+            zone: timezone,
             name: string(parameters, "name").or_else(|| scope.context.lead_name.clone()),
-            phone: Some(scope.context.phone.clone()),
+            phone: PhoneNumber::parse(&scope.context.phone).ok(),
+            email: string(parameters, "email").or_else(|| scope.context.email.clone()),
+            contact: scope
+                .context
+                .crm_contact_id
+                .clone()
+                .and_then(|id| ContactId::try_from(id).ok()),
             notes: string(parameters, "notes"),
             idempotency_key: format!("{}:{tool_call_id}", scope.attempt),
         };
