@@ -151,7 +151,10 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
             admission: settings.admission.clone(),
             telephony: settings.telephony.clone(),
             converse: settings.converse.clone(),
+            crm_sync: settings.crm_sync.clone(),
         },
+        calendars: crate::integrations::calendars(&settings, &store, &directory, keyring.as_ref()),
+        crms: crate::integrations::crms(&settings, &store, &directory, keyring.as_ref()),
         directory: directory.clone(),
         zoho: keyring.clone().map(|keyring| {
             Arc::new(ZohoRecords::new(

@@ -39,6 +39,7 @@ pub mod hex;
 pub mod http;
 pub mod ids;
 pub mod ingress;
+pub mod integrations;
 pub mod media;
 pub mod metrics;
 pub mod normalize;

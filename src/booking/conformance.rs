@@ -51,16 +51,27 @@ async fn slots(subject: &Subject<'_>, limit: usize) -> anyhow::Result<Vec<Slot>>
         .context("listing free slots")
 }
 
+/// A booking request by `who`: each person has their own phone and e-mail; only `first` is
+/// the subject's CRM contact (the others are new to the CRM).
 fn request(subject: &Subject<'_>, slot: &Slot, who: &str) -> anyhow::Result<BookingRequest> {
+    let line = match who {
+        "first" => 142,
+        "second" => 143,
+        _ => 144,
+    };
     Ok(BookingRequest {
         tenant: subject.tenant,
         call: None,
         starts_at: slot.starts_at,
         zone: subject.zone,
         name: Some(format!("Conformance {who}")),
-        phone: Some(PhoneNumber::parse("+15125550142").context("a test number")?),
+        phone: Some(PhoneNumber::parse(&format!("+1512555{line:04}")).context("a test number")?),
         email: Some(format!("{who}@example.com")),
-        contact: subject.contact.clone(),
+        contact: if who == "first" {
+            subject.contact.clone()
+        } else {
+            None
+        },
         notes: Some("booked by the conformance suite".to_owned()),
         idempotency_key: format!("conformance-{who}-{}", slot.starts_at.timestamp()),
     })

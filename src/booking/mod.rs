@@ -1,14 +1,23 @@
-//! What agent tools need from a tenant's calendar and CRM: free slots, a booking, a change to
-//! the lead. The converse stage's tools call these traits; the CRM and calendar issue adds
-//! implementations over HighLevel, Zoho, CalDAV and the rest.
+//! Free slots and bookings behind one [`Calendar`] trait, and the lead changes agent tools
+//! ask for.
 //!
-//! Today's implementations are real, not stand-ins: [`static_schedule::StaticSchedule`] books
-//! against the tenant's business hours and keeps appointments in our database (calendar
-//! `static`), and [`lead_updates::PendingLeadUpdates`] records lead changes for CRM sync to
-//! carry over.
+//! - [`Calendars`]: what the agent's tools call. It picks each tenant's calendar, serves free
+//!   slots through the [`slot_cache`], keeps every booking in the `appointments` ledger (same
+//!   lead and slot → the same booking) and, for external calendars, re-checks the slot at the
+//!   source right before booking.
+//! - [`static_schedule`]: weekly rules held in our database, double booking made impossible by
+//!   an exclusion constraint.
+//! - CRM-native and external calendars (HighLevel, Zoho Bookings, CalDAV) implement the same
+//!   trait in their own modules; [`conformance`] is the suite every one of them passes.
+//! - [`lead_updates`]: lead changes the agent asked for, carried to the CRM by `crm_sync`.
+//!
+//! Times are instants (`DateTime<Utc>`); the zone travels beside them ([`SlotQuery::zone`],
+//! [`BookingRequest::zone`]) and slots are spoken in the lead's zone.
 
+pub mod calendars;
 pub mod conformance;
 pub mod lead_updates;
+pub mod slot_cache;
 pub mod static_schedule;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -19,6 +28,7 @@ use serde::Serialize;
 use crate::crm::ContactId;
 use crate::ids::{CallId, PhoneNumber, TenantId};
 use crate::providers::error::ProviderError;
+pub use calendars::Calendars;
 
 /// The longest range one slot request may cover (HighLevel's own limit, and enough for an
 /// agent offering times).
@@ -233,77 +243,4 @@ pub trait LeadRecords: Send + Sync {
         change: LeadChange,
         idempotency_key: String,
     ) -> BoxFuture<'_, Result<(), BookingError>>;
-}
-
-/// Each tenant's calendar, by its configuration's `calendar`: `static` books against business
-/// hours ([`static_schedule::StaticSchedule`]); the CRM and external calendars answer
-/// [`BookingError::NotConfigured`] until their adapters exist, which the agent tells the caller.
-#[derive(Clone, Debug)]
-pub struct Calendars {
-    directory: crate::tenancy::directory::Directory,
-    schedule: static_schedule::StaticSchedule,
-}
-
-impl Calendars {
-    /// Reads tenants through `directory` and appointments through `store`.
-    #[must_use]
-    pub fn new(
-        store: crate::store::Store,
-        directory: crate::tenancy::directory::Directory,
-    ) -> Self {
-        Self {
-            schedule: static_schedule::StaticSchedule::new(store, directory.clone()),
-            directory,
-        }
-    }
-
-    async fn of(&self, tenant: TenantId) -> Result<&dyn Calendar, BookingError> {
-        use crate::tenancy::config::CalendarKind;
-        let snapshot = self.directory.existing(tenant).await?;
-        match snapshot.configuration.calendar {
-            Some(CalendarKind::Static) => Ok(&self.schedule),
-            Some(other) => Err(BookingError::NotConfigured(format!(
-                "the {other:?} calendar is not connected yet"
-            ))),
-            None => Err(BookingError::NotConfigured(
-                "the client has no calendar".to_owned(),
-            )),
-        }
-    }
-}
-
-impl Calendar for Calendars {
-    fn free_slots(
-        &self,
-        tenant: TenantId,
-        query: SlotQuery,
-    ) -> BoxFuture<'_, Result<Vec<Slot>, BookingError>> {
-        Box::pin(async move { self.of(tenant).await?.free_slots(tenant, query).await })
-    }
-
-    fn book(&self, request: BookingRequest) -> BoxFuture<'_, Result<Booked, BookingError>> {
-        Box::pin(async move { self.of(request.tenant).await?.book(request).await })
-    }
-
-    fn reschedule<'a>(
-        &'a self,
-        tenant: TenantId,
-        appointment_id: &'a str,
-        starts_at: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<Booked, BookingError>> {
-        Box::pin(async move {
-            self.of(tenant)
-                .await?
-                .reschedule(tenant, appointment_id, starts_at)
-                .await
-        })
-    }
-
-    fn cancel<'a>(
-        &'a self,
-        tenant: TenantId,
-        appointment_id: &'a str,
-    ) -> BoxFuture<'a, Result<(), BookingError>> {
-        Box::pin(async move { self.of(tenant).await?.cancel(tenant, appointment_id).await })
-    }
 }

@@ -66,6 +66,10 @@ pub struct Runtime {
     pub directory: Directory,
     /// Reads clients' Zoho records (when this process has the keyring).
     pub zoho: Option<Arc<ZohoRecords>>,
+    /// Every tenant's calendar (static schedules only without the keyring).
+    pub calendars: crate::booking::Calendars,
+    /// Every tenant's CRM (none without the keyring).
+    pub crms: crate::crm::Crms,
 }
 
 /// Settings individual stages read when they are built (`Stage::build`).
@@ -79,6 +83,8 @@ pub struct StageSettings {
     pub telephony: TelephonySettings,
     /// The converse stage.
     pub converse: ConverseSettings,
+    /// The crm_sync stage.
+    pub crm_sync: crate::settings::CrmSyncSettings,
 }
 
 impl Runtime {
@@ -86,8 +92,11 @@ impl Runtime {
     /// snapshots expire after `tenancy.cache_ttl_secs` (tests, tools).
     pub fn new(bus: Bus, store: Store, metrics: Metrics, settings: RunnerSettings) -> Self {
         let ttl = Duration::from_secs(TenancySettings::default().cache_ttl_secs);
+        let directory = Directory::new(store.clone(), None, ttl);
         Self {
-            directory: Directory::new(store.clone(), None, ttl),
+            calendars: crate::booking::Calendars::new(store.clone(), directory.clone()),
+            crms: crate::crm::Crms::new(directory.clone()),
+            directory,
             bus,
             store,
             metrics,

@@ -13,9 +13,11 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 
+mod booking;
 mod calls;
 mod media;
 
+pub use booking::{BookingSettings, CrmSyncSettings};
 pub use calls::{AdmissionSettings, ConverseSettings, TelephonySettings};
 pub use media::MediaSettings;
 
@@ -55,6 +57,10 @@ pub struct Settings {
     pub converse: ConverseSettings,
     /// The media gateway (Twilio Media Streams) and call recordings.
     pub media: MediaSettings,
+    /// Free-slot caching.
+    pub booking: BookingSettings,
+    /// The crm_sync stage.
+    pub crm_sync: CrmSyncSettings,
 }
 
 /// The platform's Zoho OAuth app, used to refresh clients' Zoho tokens.

@@ -98,10 +98,7 @@ impl Deps {
             .build()?;
         let settings = runtime.stages.converse.clone();
         let tools = Tools {
-            calendar: Arc::new(Calendars::new(
-                runtime.store.clone(),
-                runtime.directory.clone(),
-            )),
+            calendar: Arc::new(runtime.calendars.clone()),
             leads: Arc::new(PendingLeadUpdates::new(runtime.store.clone())),
             store: runtime.store.clone(),
             directory: runtime.directory.clone(),
@@ -146,7 +143,7 @@ impl Stage for Converse {
     fn build(runtime: &Runtime) -> anyhow::Result<Self> {
         Ok(Self {
             directory: runtime.directory.clone(),
-            calendar: Calendars::new(runtime.store.clone(), runtime.directory.clone()),
+            calendar: runtime.calendars.clone(),
         })
     }
 

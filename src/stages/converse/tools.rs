@@ -62,6 +62,15 @@ impl ToolAnswer {
             action: Action::Continue,
         }
     }
+
+    /// A refusal with details the agent can use (e.g. alternatives to a taken slot).
+    fn error_with(result: &Value) -> Self {
+        Self {
+            result: result.to_string(),
+            is_error: true,
+            action: Action::Continue,
+        }
+    }
 }
 
 /// The call a tool acts on.
@@ -257,8 +266,49 @@ impl Tools {
                     ends_at: booked.ends_at,
                 }], timezone),
             })),
+            Err(BookingError::Unavailable(reason)) => {
+                self.alternatives(scope, starts_at, timezone, &reason).await
+            }
             Err(error) => booking_error(&error),
         }
+    }
+
+    /// The answer to a booking whose slot is taken: the reason and the nearest free slots
+    /// from a little before the asked time, so the agent can offer them at once.
+    async fn alternatives(
+        &self,
+        scope: &CallScope,
+        asked: DateTime<Utc>,
+        timezone: Tz,
+        reason: &str,
+    ) -> ToolAnswer {
+        let now = Utc::now();
+        let from = (asked - TimeDelta::hours(3)).max(now + TimeDelta::hours(1));
+        let slots = match SlotQuery::new(from, from + TimeDelta::days(7), 3, timezone, now) {
+            Ok(query) => self
+                .calendar
+                .free_slots(scope.tenant, query)
+                .await
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let mut answer = json!({
+            "booked": false,
+            "reason": format!("that time is not available: {reason}"),
+            "alternatives": slots.iter().map(|slot| json!({
+                "start": slot.starts_at.with_timezone(&timezone).to_rfc3339(),
+                "end": slot.ends_at.with_timezone(&timezone).to_rfc3339(),
+            })).collect::<Vec<_>>(),
+        });
+        answer["spoken"] = if slots.is_empty() {
+            json!("There are no other free times this week.")
+        } else {
+            json!(format!(
+                "That time was just taken. I can offer {}",
+                speak_slots(&slots, timezone)
+            ))
+        };
+        ToolAnswer::error_with(&answer)
     }
 
     async fn update_lead(
