@@ -6,6 +6,7 @@
 //! runs (see [`auth`]), and every handler opens its transaction for that one tenant, so
 //! row-level security backs the application's own scoping.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod blocklist;
@@ -141,6 +142,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(blocklist::list, blocklist::add))
         .routes(routes!(blocklist::remove))
         .routes(routes!(dead_letters::list))
+        .routes(routes!(alerts::list))
         .routes(routes!(calls::list))
         .routes(routes!(calls::get))
         .route_layer(axum::middleware::from_fn_with_state(

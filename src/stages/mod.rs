@@ -8,6 +8,7 @@
 pub mod call_status;
 pub mod canary;
 pub mod converse;
+pub mod crm_sync;
 pub mod dedupe;
 pub mod dial;
 pub mod post_call;
@@ -131,6 +132,7 @@ pub fn registry() -> Vec<StageDescriptor> {
         descriptor::<call_status::CallStatus>(),
         descriptor::<converse::Converse>(),
         descriptor::<post_call::PostCall>(),
+        descriptor::<crm_sync::CrmSync>(),
     ]
 }
 

@@ -5,6 +5,7 @@
 //! claim. Queries are compile-time checked (`sqlx::query!`) against `.sqlx/` offline data.
 
 pub mod admission;
+pub mod alerts;
 pub mod api_keys;
 pub mod audit;
 pub mod call_blocklist;
@@ -13,6 +14,7 @@ pub mod calls;
 pub mod conversation_views;
 pub mod conversations;
 pub mod credentials;
+pub mod crm_writes;
 pub mod idempotency_keys;
 pub mod lead_dedupe;
 pub mod processed_events;
