@@ -271,11 +271,11 @@ fn booked(
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
 ) -> Result<Booked, BookingError> {
-    let (appointment_id, start, end) = wire::appointment(answer)?;
+    let answer = wire::appointment(answer)?;
     Ok(Booked {
-        appointment_id,
-        starts_at: start.unwrap_or(starts_at),
-        ends_at: end.unwrap_or(ends_at),
+        appointment_id: answer.id,
+        starts_at: answer.starts_at.unwrap_or(starts_at),
+        ends_at: answer.ends_at.unwrap_or(ends_at),
     })
 }
 

@@ -249,10 +249,15 @@ fn is_date_key(key: &str) -> bool {
         })
 }
 
+/// An appointment as HighLevel answered it.
+pub(super) struct AppointmentAnswer {
+    pub(super) id: String,
+    pub(super) starts_at: Option<DateTime<Utc>>,
+    pub(super) ends_at: Option<DateTime<Utc>>,
+}
+
 /// Reads an appointment's id and times (`AppointmentSchemaResponse`).
-pub(super) fn appointment(
-    value: &Value,
-) -> Result<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>), ProviderError> {
+pub(super) fn appointment(value: &Value) -> Result<AppointmentAnswer, ProviderError> {
     let id = value
         .get("id")
         .and_then(Value::as_str)
@@ -265,7 +270,11 @@ pub(super) fn appointment(
             .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
             .map(|at| at.with_timezone(&Utc))
     };
-    Ok((id.to_owned(), time("startTime"), time("endTime")))
+    Ok(AppointmentAnswer {
+        id: id.to_owned(),
+        starts_at: time("startTime"),
+        ends_at: time("endTime"),
+    })
 }
 
 /// The vendor's error message: `message` as text or a list of texts, at most 200 characters.
@@ -394,7 +403,11 @@ mod tests {
         assert!(free_slot_starts(&json!({"2024-10-28": {"slots": ["tomorrow"]}})).is_err());
         assert!(free_slot_starts(&json!({"2024-10-28": {}})).is_err());
         assert!(free_slot_starts(&json!(["x"])).is_err());
-        assert!(free_slot_starts(&json!({"traceId": "t"})).unwrap().is_empty());
+        assert!(
+            free_slot_starts(&json!({"traceId": "t"}))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -592,6 +592,7 @@ async fn gate(State(sim): State<GoHighLevelSimState>, request: Request, next: Ne
 impl GoHighLevelSimState {
     /// Checks `Version`, injected faults, the token and the rate limit; returns the token's
     /// location or the refusal to answer.
+    #[allow(clippy::result_large_err)] // the refusal is the answer (see `handlers`)
     fn admit(&self, headers: &HeaderMap, path: &str) -> Result<String, Response> {
         let expected = if path.starts_with("/calendars") || path.starts_with("/conversations") {
             VERSION_CALENDARS
@@ -802,4 +803,88 @@ fn too_many_requests() -> Response {
         .into_response();
     rate_headers(answer.headers_mut(), 0);
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::providers::sim::{self, SimAccounts};
+
+    fn get(path: &str, token: &str, version: &str) -> Request<Body> {
+        Request::get(path)
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Version", version)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_demo_mounts_beside_the_healthcheck_simulator() {
+        let accounts = SimAccounts::default();
+        let router = sim::router_beside_elevenlabs(accounts.clone())
+            .merge(router_beside_health(GoHighLevelSimState::demo()));
+        let location = &accounts.gohighlevel_location_id;
+        let token = &accounts.gohighlevel_token;
+        let fields = router
+            .clone()
+            .oneshot(get(
+                &format!("/locations/{location}/customFields"),
+                token,
+                VERSION_CONTACTS,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(fields.status(), StatusCode::OK);
+        assert_eq!(
+            fields.headers()["x-ratelimit-max"],
+            RATE_CAPACITY.to_string().as_str()
+        );
+        let health = router
+            .oneshot(get(
+                &format!("/locations/{location}"),
+                token,
+                VERSION_CONTACTS,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_version_or_token_is_refused_and_recorded_without_the_token() {
+        let state = GoHighLevelSimState::demo();
+        let router = router(state.clone());
+        let location = DEMO_LOCATION;
+        let token = SimAccounts::default().gohighlevel_token;
+        let wrong_version = router
+            .clone()
+            .oneshot(get(
+                &format!("/locations/{location}/customFields"),
+                &token,
+                VERSION_CALENDARS,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(wrong_version.status(), StatusCode::BAD_REQUEST);
+        let wrong_token = router
+            .oneshot(get(
+                &format!("/locations/{location}/customFields"),
+                "pit-wrong",
+                VERSION_CONTACTS,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(wrong_token.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(state.counters().unauthorized, 1);
+        let recorded = state.requests();
+        assert_eq!(recorded.len(), 2);
+        assert_eq!(
+            recorded[1].response.as_ref().unwrap()["error"],
+            json!("Unauthorized")
+        );
+        assert!(!format!("{recorded:?}").contains(&token));
+    }
 }

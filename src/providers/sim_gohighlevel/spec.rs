@@ -377,6 +377,10 @@ mod tests {
         read.response = Some(serde_json::json!({"contact": {"id": "abc", "tags": "x"}}));
         assert!(specs.check(&read).is_err(), "tags must be a list");
         read.status = 404;
-        assert_eq!(specs.check(&read), Ok(()), "an undocumented status is skipped");
+        assert_eq!(
+            specs.check(&read),
+            Ok(()),
+            "an undocumented status is skipped"
+        );
     }
 }
