@@ -15,8 +15,9 @@
 //!   all requests rejected with the same token) and one retry; a second 401 is
 //!   [`ProviderError::Unauthorized`].
 //! - **Pacing** (`client`): a token bucket per location (100 requests / 10 s by default, its
-//!   burst 5% smaller for headroom) shared by the process; `X-RateLimit-Remaining: 0` pauses the location for one request's
-//!   share of `X-RateLimit-Interval-Milliseconds`; a 429 is retried with a bounded backoff
+//!   burst 5% smaller for headroom) shared by the process; `X-RateLimit-Remaining: 0` pauses
+//!   the location for one request's share of `X-RateLimit-Interval-Milliseconds`; a 429 is
+//!   retried with a bounded backoff
 //!   ([`GoHighLevelSettings::max_attempts`] tries), then [`ProviderError::RateLimited`].
 //! - **Quirks** (`wire`): `Version` per API family; custom fields written `{id, field_value}`
 //!   and read `{id, value}`, mapped to the tenant's keys through the location's custom field
