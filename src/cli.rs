@@ -42,7 +42,8 @@ pub enum Command {
     /// Serve the vendor simulators (Twilio calls and healthchecks, ElevenLabs, HighLevel, Zoho
     /// CRM and accounts, custom) on one port with their fixed demo credentials, for demos and
     /// local runs; never production. `simulate twilio` serves the Twilio simulator alone,
-    /// `simulate elevenlabs` the ElevenLabs Agents simulator alone.
+    /// `simulate elevenlabs` the ElevenLabs Agents simulator alone, `simulate gohighlevel` the
+    /// HighLevel simulator alone.
     Simulate {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090", global = true)]
@@ -99,6 +100,18 @@ pub enum SimulateVendor {
     /// WebSocket (or an echo agent), conversation details and signed post-call webhooks.
     #[command(name = "elevenlabs")]
     ElevenLabs(ElevenLabsSimArgs),
+    /// Serve only the HighLevel API v2 simulator (contacts, custom fields, tags, notes,
+    /// opportunities, calendars, conversations, OAuth) with its demo location and token.
+    #[command(name = "gohighlevel")]
+    GoHighLevel(GoHighLevelSimArgs),
+}
+
+/// How `caller simulate gohighlevel` behaves.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GoHighLevelSimArgs {
+    /// Milliseconds added before every answer.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
 }
 
 /// How `caller simulate elevenlabs` behaves.
@@ -311,6 +324,13 @@ pub enum TenantCommand {
         /// Subcommand.
         #[command(subcommand)]
         command: TenantCredentialCommand,
+    },
+    /// Install HighLevel for a client from the authorization code of the marketplace install
+    /// redirect (read from stdin): exchanges it and stores the `gohighlevel.oauth` token set.
+    #[command(name = "gohighlevel-install")]
+    GohighlevelInstall {
+        /// Client id or slug.
+        client: String,
     },
     /// Check each configured provider (crm, telephony, voice) with the client's credentials.
     Healthcheck {

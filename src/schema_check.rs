@@ -10,10 +10,11 @@
 //! (OpenAPI-style, as the AsyncAPI file uses it: `null` is accepted whatever the other keywords
 //! say), `const`, `enum` (numbers compare by value, so `1` equals `1.0`), `required`,
 //! `properties`, `additionalProperties` (boolean or schema), `items` (one schema), `minItems`,
-//! `maxItems`, `minimum`, `maximum`, `allOf`, `anyOf`, `oneOf`, local `$ref` (a JSON pointer
-//! into the same document, siblings applied too), and `pattern` for the subset of regular
-//! expressions the schemas use (anchors, literals, classes, `{n}`, `{n,m}`, `+`, `*`, `?`);
-//! any other pattern syntax is reported as unsupported.
+//! `maxItems`, `minLength`, `maxLength`, `minimum`, `maximum`, `allOf`, `anyOf`, `oneOf`, local
+//! `$ref` (a JSON pointer into the same document, siblings applied too), and `pattern` for the
+//! subset of regular expressions the schemas use (anchors, literals, classes, `{n}`, `{n,m}`,
+//! `+`, `*`, `?`); any other pattern syntax is reported as unsupported. OpenAPI's `example`,
+//! `readOnly` and `writeOnly` only annotate.
 
 use serde_json::{Map, Value};
 
@@ -31,6 +32,10 @@ const ANNOTATIONS: &[&str] = &[
     "contentEncoding",
     "contentMediaType",
     "deprecated",
+    // OpenAPI 3.0 annotations (the HighLevel specs use them).
+    "example",
+    "readOnly",
+    "writeOnly",
 ];
 
 /// Checks `instance` against the schema at `pointer` (e.g. `#/$defs/ToTwilio`) inside `root`.
@@ -164,6 +169,19 @@ fn check_keyword(
                 };
                 if !ok {
                     errors.push(format!("{path}: {number} violates {keyword} {limit}"));
+                }
+            }
+        }
+        "minLength" | "maxLength" => {
+            if let (Some(limit), Some(text)) = (arg.as_u64(), instance.as_str()) {
+                let len = text.chars().count() as u64;
+                let ok = if keyword == "minLength" {
+                    len >= limit
+                } else {
+                    len <= limit
+                };
+                if !ok {
+                    errors.push(format!("{path}: length {len} violates {keyword} {limit}"));
                 }
             }
         }

@@ -101,7 +101,7 @@ async fn simulate(
     listen: std::net::SocketAddr,
     vendor: Option<SimulateVendor>,
 ) -> anyhow::Result<()> {
-    use crate::providers::{sim, sim_twilio};
+    use crate::providers::{sim, sim_gohighlevel, sim_twilio};
 
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -124,7 +124,10 @@ async fn simulate(
                 "vendor simulator",
                 sim::router_beside_elevenlabs(accounts)
                     .merge(sim_twilio::router(twilio.with_behaviour(caller)))
-                    .merge(crate::providers::sim_elevenlabs::router(elevenlabs)),
+                    .merge(crate::providers::sim_elevenlabs::router(elevenlabs))
+                    .merge(sim_gohighlevel::router_beside_health(
+                        sim_gohighlevel::GoHighLevelSimState::demo(),
+                    )),
             )
         }
         Some(SimulateVendor::Twilio(args)) => (
@@ -135,6 +138,11 @@ async fn simulate(
             "elevenlabs simulator",
             crate::providers::sim_elevenlabs::router(elevenlabs_state(&args)?),
         ),
+        Some(SimulateVendor::GoHighLevel(args)) => {
+            let state = sim_gohighlevel::GoHighLevelSimState::demo();
+            state.set_latency(Duration::from_millis(args.latency_ms));
+            ("gohighlevel simulator", sim_gohighlevel::router(state))
+        }
     };
     eprintln!("caller: {what} on http://{listen}");
     axum::serve(listener, router).await?;

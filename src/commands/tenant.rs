@@ -273,6 +273,9 @@ pub(super) async fn tenant_command(
         TenantCommand::Credential { command } => {
             credential_command(settings, &store, &actor, command).await?;
         }
+        TenantCommand::GohighlevelInstall { client } => {
+            gohighlevel_install(settings, &store, &actor, &client).await?;
+        }
         TenantCommand::Healthcheck { client } => {
             return healthcheck(settings, &store, &client).await;
         }
@@ -294,6 +297,43 @@ pub(super) async fn tenant_command(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exchanges a HighLevel authorization code (stdin) for the client's `gohighlevel.oauth`.
+async fn gohighlevel_install(
+    settings: &Settings,
+    store: &Store,
+    actor: &Actor,
+    client: &str,
+) -> anyhow::Result<()> {
+    use crate::crm::gohighlevel::GoHighLevel;
+
+    let keyring = std::sync::Arc::new(settings.crypto.keyring()?);
+    let client = resolve(store, client).await?;
+    let code = read_secret_from_stdin().await?;
+    let directory = crate::tenancy::directory::Directory::new(
+        store.clone(),
+        Some(std::sync::Arc::clone(&keyring)),
+        std::time::Duration::from_secs(1),
+    );
+    let adapter = GoHighLevel::new(
+        store.clone(),
+        directory,
+        keyring,
+        settings.gohighlevel.clone(),
+    );
+    let location = adapter
+        .install(client.id, code.expose(), actor)
+        .await
+        .context("install highlevel")?;
+    match location {
+        Some(location) => println!(
+            "stored `gohighlevel.oauth` of client {} for location {location}",
+            client.slug
+        ),
+        None => println!("stored `gohighlevel.oauth` of client {}", client.slug),
+    }
+    Ok(())
 }
 
 async fn set_status(

@@ -17,6 +17,9 @@
 //! - [`sim_elevenlabs`]: a test double of ElevenLabs Agents (signed URLs, the scripted
 //!   conversation WebSocket with barge-in, pings and resumption, conversation details, signed
 //!   post-call webhooks) that records what it is sent and sends.
+//! - [`sim_gohighlevel`]: a test double of HighLevel API v2 (contacts, custom fields, tags,
+//!   notes, opportunities, calendars and appointments, conversations, OAuth), with its rate
+//!   limit, quirks and injectable faults, that records every request.
 //! - [`zoho`]: reading Zoho CRM records, for the records a Zoho notification names.
 //!
 //! Providers are named by plain strings here ("twilio", "elevenlabs", "gohighlevel", "zoho",
@@ -29,6 +32,7 @@ pub mod health;
 pub mod http;
 pub mod sim;
 pub mod sim_elevenlabs;
+pub mod sim_gohighlevel;
 pub mod sim_twilio;
 pub mod telephony;
 pub mod twilio;

@@ -15,10 +15,12 @@ use crate::secret::Secret;
 
 mod booking;
 mod calls;
+mod gohighlevel;
 mod media;
 
 pub use booking::{BookingSettings, CrmSyncSettings};
 pub use calls::{AdmissionSettings, ConverseSettings, TelephonySettings};
+pub use gohighlevel::GoHighLevelSettings;
 pub use media::MediaSettings;
 
 /// Every setting of the process.
@@ -49,6 +51,8 @@ pub struct Settings {
     pub tenancy: TenancySettings,
     /// The platform's Zoho app (token refresh) and accounts server.
     pub zoho: ZohoSettings,
+    /// The platform's HighLevel app (OAuth install and refresh) and request pacing.
+    pub gohighlevel: GoHighLevelSettings,
     /// Call admission: cycles and pacing (`rate_limit`).
     pub admission: AdmissionSettings,
     /// Dialing and telephony callbacks.
