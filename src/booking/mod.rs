@@ -7,6 +7,7 @@
 //! `static`), and [`lead_updates::PendingLeadUpdates`] records lead changes for CRM sync to
 //! carry over.
 
+pub mod caldav;
 pub mod conformance;
 pub mod lead_updates;
 pub mod static_schedule;

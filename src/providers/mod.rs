@@ -18,6 +18,7 @@
 //!   conversation WebSocket with barge-in, pings and resumption, conversation details, signed
 //!   post-call webhooks) that records what it is sent and sends.
 //! - [`zoho`]: reading Zoho CRM records, for the records a Zoho notification names.
+//! - [`tenant_secret`]: opens one stored credential of a tenant at the point of use.
 //!
 //! Providers are named by plain strings here ("twilio", "elevenlabs", "gohighlevel", "zoho",
 //! "custom", "fonoster", "local", "caldav", "static", "crm", "google", "outlook", "calendly",
@@ -31,6 +32,7 @@ pub mod sim;
 pub mod sim_elevenlabs;
 pub mod sim_twilio;
 pub mod telephony;
+pub mod tenant_secret;
 pub mod twilio;
 #[cfg(test)]
 pub(crate) mod twilio_spec;
