@@ -17,6 +17,8 @@
 //! - [`sim_elevenlabs`]: a test double of ElevenLabs Agents (signed URLs, the scripted
 //!   conversation WebSocket with barge-in, pings and resumption, conversation details, signed
 //!   post-call webhooks) that records what it is sent and sends.
+//! - [`sim_custom_crm`]: a generic REST CRM with an OpenAPI document, for the custom CRM
+//!   adapter, checking each authentication scheme and recording every request.
 //! - [`zoho`]: reading Zoho CRM records, for the records a Zoho notification names.
 //! - [`tenant_secret`]: opens one stored credential of a tenant at the point of use.
 //!
@@ -29,6 +31,7 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod sim;
+pub mod sim_custom_crm;
 pub mod sim_elevenlabs;
 pub mod sim_twilio;
 pub mod telephony;
