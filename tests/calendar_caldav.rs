@@ -122,7 +122,12 @@ fn week_query(week: DateTime<Utc>) -> SlotQuery {
 async fn caldav_passes_the_calendar_conformance_suite() {
     let server = radicale::server().await;
     let collection = server.calendar("conformance").await;
-    let setup = Setup::start("caldav-conformance", settings(&collection), radicale::PASSWORD).await;
+    let setup = Setup::start(
+        "caldav-conformance",
+        settings(&collection),
+        radicale::PASSWORD,
+    )
+    .await;
     conformance::run(&Subject {
         calendar: &setup.calendar,
         tenant: setup.tenant,
@@ -153,7 +158,10 @@ async fn a_retried_booking_is_the_same_appointment() {
         .book(request(setup.tenant, free[0].starts_at, "tool-call-7"))
         .await
         .unwrap();
-    assert_eq!(first.appointment_id, appointment_id(setup.tenant, "tool-call-7"));
+    assert_eq!(
+        first.appointment_id,
+        appointment_id(setup.tenant, "tool-call-7")
+    );
 
     // The same tool call again: its slot is busy with its own booking.
     let again = setup
@@ -193,7 +201,10 @@ async fn a_retried_booking_is_the_same_appointment() {
         "DTSTART:{}\r\n",
         free[4].starts_at.format("%Y%m%dT%H%M%SZ")
     )));
-    assert!(stored.contains("SUMMARY:Appointment: Ada Lovelace\r\n"), "{stored}");
+    assert!(
+        stored.contains("SUMMARY:Appointment: Ada Lovelace\r\n"),
+        "{stored}"
+    );
     assert!(stored.contains("SEQUENCE:1"), "{stored}");
     setup.finish().await;
 }
@@ -246,7 +257,10 @@ async fn a_slot_taken_directly_on_the_server_is_refused() {
         "",
     ]
     .join("\r\n");
-    assert_eq!(server.put_event(&collection, "phone-booking-1", &ics).await, 201);
+    assert_eq!(
+        server.put_event(&collection, "phone-booking-1", &ics).await,
+        201
+    );
 
     let after = setup
         .calendar

@@ -226,7 +226,10 @@ async fn a_bad_configuration_is_refused_naming_the_field() {
     };
     let cases = [
         (
-            broken("/crm/endpoints/get_contact", json!("FETCH /v1/contacts/{id}")),
+            broken(
+                "/crm/endpoints/get_contact",
+                json!("FETCH /v1/contacts/{id}"),
+            ),
             "providers.custom.crm.endpoints.get_contact",
         ),
         (
@@ -237,8 +240,14 @@ async fn a_bad_configuration_is_refused_naming_the_field() {
             broken("/crm/fields/email", json!("email")),
             "providers.custom.crm.fields.email",
         ),
-        (broken("/base_url", json!("not a url")), "providers.custom.base_url"),
-        (json!({"field_mapping": {"phone": "/phone"}}), "providers.custom.crm"),
+        (
+            broken("/base_url", json!("not a url")),
+            "providers.custom.base_url",
+        ),
+        (
+            json!({"field_mapping": {"phone": "/phone"}}),
+            "providers.custom.crm",
+        ),
     ];
     for (index, (custom, field)) in cases.into_iter().enumerate() {
         let tenant = onboard(
@@ -251,7 +260,10 @@ async fn a_bad_configuration_is_refused_naming_the_field() {
         let id = ContactId::try_from("c_000001".to_owned()).unwrap();
         match crm.contact(tenant, &id).await {
             Err(ProviderError::Invalid { reason }) => {
-                assert!(reason.contains(&format!("`{field}`")), "{reason} does not name {field}");
+                assert!(
+                    reason.contains(&format!("`{field}`")),
+                    "{reason} does not name {field}"
+                );
             }
             other => panic!("a bad configuration must be Invalid, got {other:?}"),
         }

@@ -163,7 +163,11 @@ impl Radicale {
         if response.status().as_u16() == 404 {
             return None;
         }
-        assert!(response.status().is_success(), "GET {uid}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "GET {uid}: {}",
+            response.status()
+        );
         Some(response.text().await.unwrap())
     }
 }

@@ -61,7 +61,11 @@ pub(crate) enum FreeBusyAnswer {
 }
 
 /// Classifies a free-busy-query's answer by status, `Content-Type` and body.
-pub(crate) fn free_busy_answer(status: u16, content_type: Option<&str>, body: &str) -> FreeBusyAnswer {
+pub(crate) fn free_busy_answer(
+    status: u16,
+    content_type: Option<&str>,
+    body: &str,
+) -> FreeBusyAnswer {
     let calendar_type = content_type.is_some_and(|value| {
         value
             .split(';')

@@ -75,7 +75,10 @@ pub(crate) fn slots(
         return found;
     };
     while day <= last {
-        for opening in openings.iter().filter(|opening| opening.day == day.weekday()) {
+        for opening in openings
+            .iter()
+            .filter(|opening| opening.day == day.weekday())
+        {
             let (Some(open), Some(close)) = (
                 local(zone, day.and_time(opening.open)),
                 local(zone, day.and_time(opening.close)),
@@ -139,7 +142,11 @@ mod tests {
                 at("2030-03-11T15:00:00Z")
             ]
         );
-        assert!(found.iter().all(|slot| slot.ends_at - slot.starts_at == TimeDelta::minutes(30)));
+        assert!(
+            found
+                .iter()
+                .all(|slot| slot.ends_at - slot.starts_at == TimeDelta::minutes(30))
+        );
     }
 
     #[test]
@@ -161,7 +168,10 @@ mod tests {
             at("2025-04-01T00:00:00Z"),
         );
         let starts: Vec<_> = found.iter().map(|slot| slot.starts_at).collect();
-        assert_eq!(starts, [at("2025-03-28T08:00:00Z"), at("2025-03-31T07:00:00Z")]);
+        assert_eq!(
+            starts,
+            [at("2025-03-28T08:00:00Z"), at("2025-03-31T07:00:00Z")]
+        );
     }
 
     #[test]
@@ -188,7 +198,10 @@ mod tests {
             ],
         )
         .unwrap_err();
-        assert!(error.contains("`providers.caldav.hours[1].close`"), "{error}");
+        assert!(
+            error.contains("`providers.caldav.hours[1].close`"),
+            "{error}"
+        );
         let error = openings("hours", &[hours(Weekday::Mon, "9am", "10:00")]).unwrap_err();
         assert!(error.contains("`hours[0].open`"), "{error}");
     }

@@ -128,8 +128,8 @@ fn period(text: &str) -> Option<Interval> {
 
 /// Reads `20250310T090000Z`.
 fn utc_datetime(text: &str) -> Option<DateTime<Utc>> {
-    let naive = NaiveDateTime::parse_from_str(text.trim().strip_suffix('Z')?, "%Y%m%dT%H%M%S")
-        .ok()?;
+    let naive =
+        NaiveDateTime::parse_from_str(text.trim().strip_suffix('Z')?, "%Y%m%dT%H%M%S").ok()?;
     Some(naive.and_utc())
 }
 
@@ -268,7 +268,9 @@ pub(crate) fn events(text: &str, zone: Tz) -> Vec<EventTime> {
             }
             _ if nested > 0 => {}
             name => {
-                let Some(event) = draft.as_mut() else { continue };
+                let Some(event) = draft.as_mut() else {
+                    continue;
+                };
                 match name {
                     "UID" => value.clone_into(&mut event.uid),
                     "DTSTART" => event.start = instant(&property, zone),
@@ -510,8 +512,8 @@ mod tests {
 
     #[test]
     fn a_written_event_reads_back_and_has_crlf_lines_of_at_most_75_octets() {
-        let description = "Phone: +15125550142\nNotes: wants a quote; prefers mornings, ".repeat(4)
-            + "ünïcödé";
+        let description =
+            "Phone: +15125550142\nNotes: wants a quote; prefers mornings, ".repeat(4) + "ünïcödé";
         let text = write_event(&NewEvent {
             uid: "caller-0123",
             start: at("2030-03-10T09:00:00Z"),
@@ -552,7 +554,15 @@ mod tests {
         assert!(moved.contains("SEQUENCE:3\r\n"));
         assert!(moved.contains("TRIGGER:-PT15M\r\n"));
         assert!(!moved.contains("DURATION"));
-        assert_eq!(moved_event("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", at("2030-03-11T08:00:00Z"), at("2030-03-11T08:30:00Z"), at("2030-01-01T00:00:00Z")), None);
+        assert_eq!(
+            moved_event(
+                "BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+                at("2030-03-11T08:00:00Z"),
+                at("2030-03-11T08:30:00Z"),
+                at("2030-01-01T00:00:00Z")
+            ),
+            None
+        );
     }
 
     #[test]

@@ -72,7 +72,10 @@ pub fn appointment_id(tenant: TenantId, idempotency_key: &str) -> String {
     hasher.update(b"\n");
     hasher.update(idempotency_key.as_bytes());
     let digest = hasher.finalize();
-    let hex: String = digest[..16].iter().map(|byte| format!("{byte:02x}")).collect();
+    let hex: String = digest[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
     format!("caller-{hex}")
 }
 
@@ -235,11 +238,7 @@ impl CalDav {
         })
     }
 
-    async fn report(
-        &self,
-        connection: &Connection,
-        body: String,
-    ) -> Result<Answer, ProviderError> {
+    async fn report(&self, connection: &Connection, body: String) -> Result<Answer, ProviderError> {
         let mut headers = HeaderMap::new();
         headers.insert("Depth", HeaderValue::from_static("1"));
         headers.insert(
@@ -247,8 +246,14 @@ impl CalDav {
             HeaderValue::from_static("application/xml; charset=utf-8"),
         );
         let report = Method::from_bytes(b"REPORT").expect("REPORT is a valid method token");
-        self.send(connection, report, &connection.collection, headers, Some(body))
-            .await
+        self.send(
+            connection,
+            report,
+            &connection.collection,
+            headers,
+            Some(body),
+        )
+        .await
     }
 
     /// Busy time in `range`: free-busy, else a calendar-query. With `ignoring`, always a
@@ -325,9 +330,8 @@ impl CalDav {
         uid: &str,
         stored: &Stored,
     ) -> Result<Booked, BookingError> {
-        let event = ical::first_event(&stored.body, connection.zone).ok_or_else(|| {
-            ProviderError::malformed("the appointment has no readable VEVENT")
-        })?;
+        let event = ical::first_event(&stored.body, connection.zone)
+            .ok_or_else(|| ProviderError::malformed("the appointment has no readable VEVENT"))?;
         Ok(Booked {
             appointment_id: uid.to_owned(),
             starts_at: event.interval.start,
@@ -623,7 +627,10 @@ impl Settings {
                 }
             }
             Some(value) => serde_json::from_value(value.clone()).map_err(|error| {
-                invalid("hours", &format!("must be a list of {{day, open, close}}: {error}"))
+                invalid(
+                    "hours",
+                    &format!("must be a list of {{day, open, close}}: {error}"),
+                )
             })?,
         };
         let openings = hours::openings("providers.caldav.hours", &hours)
@@ -672,7 +679,10 @@ fn description(request: &BookingRequest) -> String {
     add("Name", request.name.clone());
     add("Phone", request.phone.as_ref().map(ToString::to_string));
     add("Email", request.email.clone());
-    add("CRM contact", request.contact.as_ref().map(ToString::to_string));
+    add(
+        "CRM contact",
+        request.contact.as_ref().map(ToString::to_string),
+    );
     add("Call", request.call.map(|call| call.to_string()));
     add("Notes", request.notes.clone());
     lines.join("\n")
@@ -728,7 +738,15 @@ mod tests {
 
     #[test]
     fn only_plain_resource_names_reach_a_url() {
-        for bad in ["", "../other", "a/b", ".hidden", "a b", "x%2F", &"x".repeat(129)] {
+        for bad in [
+            "",
+            "../other",
+            "a/b",
+            ".hidden",
+            "a b",
+            "x%2F",
+            &"x".repeat(129),
+        ] {
             assert!(!is_resource_name(bad), "{bad:?}");
         }
         assert!(is_resource_name("0000doesnotexist"));

@@ -229,7 +229,14 @@ impl CustomCrmConfig {
         unknown_keys(
             object,
             PATH,
-            &["base_url", "auth", "endpoints", "fields", "notes", "envelopes"],
+            &[
+                "base_url",
+                "auth",
+                "endpoints",
+                "fields",
+                "notes",
+                "envelopes",
+            ],
             &mut errors,
         );
         let base_url = base_url(custom.get("base_url"), &mut errors);
@@ -262,7 +269,12 @@ fn at(field: &str) -> String {
     format!("{PATH}.{field}")
 }
 
-fn unknown_keys(object: &Map<String, Value>, path: &str, known: &[&str], errors: &mut Vec<FieldError>) {
+fn unknown_keys(
+    object: &Map<String, Value>,
+    path: &str,
+    known: &[&str],
+    errors: &mut Vec<FieldError>,
+) {
     for key in object.keys() {
         if !known.contains(&key.as_str()) {
             errors.push(FieldError::new(
@@ -300,7 +312,12 @@ fn base_url(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Strin
     Some(text.trim_end_matches('/').to_owned())
 }
 
-fn header_name(value: Option<&Value>, field: &str, default: &str, errors: &mut Vec<FieldError>) -> Option<HeaderName> {
+fn header_name(
+    value: Option<&Value>,
+    field: &str,
+    default: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<HeaderName> {
     let text = match value {
         None => default,
         Some(Value::String(text)) => text,
@@ -356,13 +373,22 @@ fn auth(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Option<Auth> {
             unknown_keys(object, &path, &["kind", "header"], errors);
             let field = format!("{path}.header");
             if object.get("header").is_none() {
-                errors.push(FieldError::new(field, "is required: the header carrying the key"));
+                errors.push(FieldError::new(
+                    field,
+                    "is required: the header carrying the key",
+                ));
                 return None;
             }
-            header_name(object.get("header"), &field, "", errors).map(|header| Auth::Header { header })
+            header_name(object.get("header"), &field, "", errors)
+                .map(|header| Auth::Header { header })
         }
         Some("hmac") => {
-            unknown_keys(object, &path, &["kind", "timestamp_header", "signature_header"], errors);
+            unknown_keys(
+                object,
+                &path,
+                &["kind", "timestamp_header", "signature_header"],
+                errors,
+            );
             let timestamp = header_name(
                 object.get("timestamp_header"),
                 &format!("{path}.timestamp_header"),
@@ -400,7 +426,10 @@ fn endpoints(value: Option<&Value>, errors: &mut Vec<FieldError>) -> BTreeMap<Op
         ));
         return found;
     };
-    let keys: Vec<&str> = Operation::ALL.iter().map(|operation| operation.key()).collect();
+    let keys: Vec<&str> = Operation::ALL
+        .iter()
+        .map(|operation| operation.key())
+        .collect();
     unknown_keys(object, &path, &keys, errors);
     for operation in Operation::ALL {
         let field = format!("{path}.{}", operation.key());
@@ -435,10 +464,17 @@ fn endpoint(operation: Operation, text: &str) -> Result<Endpoint, String> {
         "PUT" => Method::PUT,
         "PATCH" => Method::PATCH,
         "DELETE" => Method::DELETE,
-        other => return Err(format!("method `{other}` must be GET, POST, PUT, PATCH or DELETE")),
+        other => {
+            return Err(format!(
+                "method `{other}` must be GET, POST, PUT, PATCH or DELETE"
+            ));
+        }
     };
     let template = template.trim();
-    if !template.starts_with('/') || template.contains(char::is_whitespace) || template.contains('#') {
+    if !template.starts_with('/')
+        || template.contains(char::is_whitespace)
+        || template.contains('#')
+    {
         return Err("the path must start with `/` and hold no spaces or `#`".to_owned());
     }
     let (allowed, required) = operation.placeholders();
@@ -450,13 +486,20 @@ fn endpoint(operation: Operation, text: &str) -> Result<Endpoint, String> {
                 if allowed.is_empty() {
                     "none".to_owned()
                 } else {
-                    allowed.iter().map(|name| format!("{{{name}}}")).collect::<Vec<_>>().join(", ")
+                    allowed
+                        .iter()
+                        .map(|name| format!("{{{name}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 }
             ));
         }
     }
     for name in required {
-        let in_path = template.split('?').next().is_some_and(|path| path.contains(&format!("{{{name}}}")));
+        let in_path = template
+            .split('?')
+            .next()
+            .is_some_and(|path| path.contains(&format!("{{{name}}}")));
         if !in_path {
             return Err(format!("the path must contain `{{{name}}}`"));
         }
@@ -478,8 +521,14 @@ pub(crate) fn placeholders(template: &str) -> Result<Vec<String>, String> {
         let after = &rest[open + 1..];
         let close = after.find('}').ok_or("unbalanced `{` in the path")?;
         let name = &after[..close];
-        if name.is_empty() || !name.bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'_') {
-            return Err(format!("placeholder `{{{name}}}` must be lowercase letters"));
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte == b'_')
+        {
+            return Err(format!(
+                "placeholder `{{{name}}}` must be lowercase letters"
+            ));
         }
         names.push(name.to_owned());
         rest = &after[close + 1..];
@@ -487,7 +536,12 @@ pub(crate) fn placeholders(template: &str) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-fn pointer(value: Option<&Value>, field: &str, allow_root: bool, errors: &mut Vec<FieldError>) -> Option<String> {
+fn pointer(
+    value: Option<&Value>,
+    field: &str,
+    allow_root: bool,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     match value {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) if text.starts_with('/') || (allow_root && text.is_empty()) => {
@@ -512,7 +566,10 @@ fn contact_fields(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Contac
         None => &empty,
         Some(Value::Object(object)) => object,
         Some(_) => {
-            errors.push(FieldError::new(path.as_str(), "must be an object of json pointers"));
+            errors.push(FieldError::new(
+                path.as_str(),
+                "must be an object of json pointers",
+            ));
             &empty
         }
     };
@@ -532,8 +589,11 @@ fn contact_fields(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Contac
     known.push("custom_fields");
     unknown_keys(object, &path, &known, errors);
     let mut get = |name: &str, default: Option<&str>| {
-        pointer(object.get(name), &format!("{path}.{name}"), false, errors)
-            .or_else(|| (!object.contains_key(name)).then(|| default.map(str::to_owned)).flatten())
+        pointer(object.get(name), &format!("{path}.{name}"), false, errors).or_else(|| {
+            (!object.contains_key(name))
+                .then(|| default.map(str::to_owned))
+                .flatten()
+        })
     };
     let id = get("id", Some("/id")).unwrap_or_else(|| "/id".to_owned());
     let first_name = get("first_name", Some("/first_name"));
@@ -585,7 +645,10 @@ fn note_fields(value: Option<&Value>, errors: &mut Vec<FieldError>) -> NoteField
         None => &empty,
         Some(Value::Object(object)) => object,
         Some(_) => {
-            errors.push(FieldError::new(path.as_str(), "must be an object of json pointers"));
+            errors.push(FieldError::new(
+                path.as_str(),
+                "must be an object of json pointers",
+            ));
             &empty
         }
     };
@@ -611,7 +674,10 @@ fn envelopes(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Envelopes {
         None => &empty,
         Some(Value::Object(object)) => object,
         Some(_) => {
-            errors.push(FieldError::new(path.as_str(), "must be an object of json pointers"));
+            errors.push(FieldError::new(
+                path.as_str(),
+                "must be an object of json pointers",
+            ));
             &empty
         }
     };
@@ -673,20 +739,62 @@ mod tests {
     fn every_error_names_its_field() {
         let cases = [
             (json!({"base_url": "ftp://x"}), "providers.custom.base_url"),
-            (json!({"crm": {"base_url": "https://x"}}), "providers.custom.crm.base_url"),
-            (json!({"auth": {"kind": "oauth"}}), "providers.custom.crm.auth.kind"),
-            (json!({"auth": {"kind": "basic"}}), "providers.custom.crm.auth.username"),
-            (json!({"auth": {"kind": "header", "header": "Authorization"}}), "providers.custom.crm.auth.header"),
-            (json!({"auth": {"kind": "hmac", "signature_header": "bad header"}}), "providers.custom.crm.auth.signature_header"),
-            (json!({"endpoints": {"get_contact": "FETCH /contacts/{id}"}}), "providers.custom.crm.endpoints.get_contact"),
-            (json!({"endpoints": {"get_contact": "GET /contacts"}}), "providers.custom.crm.endpoints.get_contact"),
-            (json!({"endpoints": {"get_contact": "GET /contacts/{id}", "find_contact": "GET /c?x={name}"}}), "providers.custom.crm.endpoints.find_contact"),
-            (json!({"endpoints": {"get_contact": "GET /contacts/{id", "log_call": "POST x"}}), "providers.custom.crm.endpoints.log_call"),
-            (json!({"endpoints": {"delete_contact": "DELETE /c/{id}"}}), "providers.custom.crm.endpoints.delete_contact"),
-            (json!({"endpoints": {}}), "providers.custom.crm.endpoints.get_contact"),
-            (json!({"fields": {"email": "email"}}), "providers.custom.crm.fields.email"),
-            (json!({"fields": {"custom_fields": {"service": "service"}}}), "providers.custom.crm.fields.custom_fields.service"),
-            (json!({"envelopes": {"contact": "data"}}), "providers.custom.crm.envelopes.contact"),
+            (
+                json!({"crm": {"base_url": "https://x"}}),
+                "providers.custom.crm.base_url",
+            ),
+            (
+                json!({"auth": {"kind": "oauth"}}),
+                "providers.custom.crm.auth.kind",
+            ),
+            (
+                json!({"auth": {"kind": "basic"}}),
+                "providers.custom.crm.auth.username",
+            ),
+            (
+                json!({"auth": {"kind": "header", "header": "Authorization"}}),
+                "providers.custom.crm.auth.header",
+            ),
+            (
+                json!({"auth": {"kind": "hmac", "signature_header": "bad header"}}),
+                "providers.custom.crm.auth.signature_header",
+            ),
+            (
+                json!({"endpoints": {"get_contact": "FETCH /contacts/{id}"}}),
+                "providers.custom.crm.endpoints.get_contact",
+            ),
+            (
+                json!({"endpoints": {"get_contact": "GET /contacts"}}),
+                "providers.custom.crm.endpoints.get_contact",
+            ),
+            (
+                json!({"endpoints": {"get_contact": "GET /contacts/{id}", "find_contact": "GET /c?x={name}"}}),
+                "providers.custom.crm.endpoints.find_contact",
+            ),
+            (
+                json!({"endpoints": {"get_contact": "GET /contacts/{id", "log_call": "POST x"}}),
+                "providers.custom.crm.endpoints.log_call",
+            ),
+            (
+                json!({"endpoints": {"delete_contact": "DELETE /c/{id}"}}),
+                "providers.custom.crm.endpoints.delete_contact",
+            ),
+            (
+                json!({"endpoints": {}}),
+                "providers.custom.crm.endpoints.get_contact",
+            ),
+            (
+                json!({"fields": {"email": "email"}}),
+                "providers.custom.crm.fields.email",
+            ),
+            (
+                json!({"fields": {"custom_fields": {"service": "service"}}}),
+                "providers.custom.crm.fields.custom_fields.service",
+            ),
+            (
+                json!({"envelopes": {"contact": "data"}}),
+                "providers.custom.crm.envelopes.contact",
+            ),
             (json!({"surprise": true}), "providers.custom.crm.surprise"),
         ];
         for (change, field) in cases {

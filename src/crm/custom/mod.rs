@@ -38,8 +38,8 @@ use serde_json::{Value, json};
 
 use self::config::{Auth, CustomCrmConfig, Operation};
 use super::{
-    Answer, CallLog, CallLogged, Contact, ContactDraft, ContactId, ContactLookup, Crm,
-    FieldUpdate, Note, ProviderError, StageMove,
+    Answer, CallLog, CallLogged, Contact, ContactDraft, ContactId, ContactLookup, Crm, FieldUpdate,
+    Note, ProviderError, StageMove,
 };
 use crate::crypto::Keyring;
 use crate::ids::TenantId;
@@ -88,8 +88,9 @@ impl Reply {
         if self.body.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&self.body)
-            .map_err(|_| ProviderError::malformed("the custom crm answered something other than json"))
+        serde_json::from_slice(&self.body).map_err(|_| {
+            ProviderError::malformed("the custom crm answered something other than json")
+        })
     }
 
     fn fail(&self, what: &str) -> ProviderError {
@@ -236,15 +237,14 @@ impl CustomCrm {
             .config
             .endpoint(operation)
             .ok_or_else(|| unset(operation))?;
-        let path = wire::render(&endpoint.template, values).map_err(|problem| {
-            ProviderError::Invalid {
+        let path =
+            wire::render(&endpoint.template, values).map_err(|problem| ProviderError::Invalid {
                 reason: format!(
                     "`{}.endpoints.{}`: {problem}",
                     config::PATH,
                     operation.key()
                 ),
-            }
-        })?;
+            })?;
         let url = format!("{}{path}", session.config.base_url);
         let bytes = match body {
             Some(body) => serde_json::to_vec(body).expect("a json value serializes"),
@@ -273,7 +273,11 @@ impl CustomCrm {
             .bytes()
             .await
             .map_err(|error| ProviderError::from_transport(&error))?;
-        tracing::debug!(operation = operation.key(), status = status.as_u16(), "custom crm answered");
+        tracing::debug!(
+            operation = operation.key(),
+            status = status.as_u16(),
+            "custom crm answered"
+        );
         Ok(Reply {
             status,
             headers,
@@ -281,7 +285,11 @@ impl CustomCrm {
         })
     }
 
-    async fn read_contact(&self, session: &Session, id: &ContactId) -> Result<Contact, ProviderError> {
+    async fn read_contact(
+        &self,
+        session: &Session,
+        id: &ContactId,
+    ) -> Result<Contact, ProviderError> {
         let values = BTreeMap::from([("id", id.to_string())]);
         let reply = self
             .call(session, Operation::GetContact, &values, None)
@@ -315,14 +323,15 @@ impl CustomCrm {
         }
         let document = reply.json()?;
         let fields = &session.config.fields;
-        let candidates: Vec<Contact> = match wire::get(&document, &session.config.envelopes.contacts) {
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|item| wire::contact(item, fields))
-                .collect(),
-            Some(item @ Value::Object(_)) => wire::contact(item, fields).into_iter().collect(),
-            _ => Vec::new(),
-        };
+        let candidates: Vec<Contact> =
+            match wire::get(&document, &session.config.envelopes.contacts) {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .filter_map(|item| wire::contact(item, fields))
+                    .collect(),
+                Some(item @ Value::Object(_)) => wire::contact(item, fields).into_iter().collect(),
+                _ => Vec::new(),
+            };
         Ok(candidates.into_iter().find(|contact| match lookup {
             ContactLookup::Phone(phone) => {
                 fields.phone.is_none() || contact.phone.as_ref() == Some(phone)
@@ -359,10 +368,19 @@ impl CustomCrm {
         Ok(body)
     }
 
-    async fn upsert(&self, session: &Session, draft: &ContactDraft) -> Result<Contact, ProviderError> {
+    async fn upsert(
+        &self,
+        session: &Session,
+        draft: &ContactDraft,
+    ) -> Result<Contact, ProviderError> {
         let body = Self::draft_body(session, draft)?;
         let reply = self
-            .call(session, Operation::UpsertContact, &BTreeMap::new(), Some(&body))
+            .call(
+                session,
+                Operation::UpsertContact,
+                &BTreeMap::new(),
+                Some(&body),
+            )
             .await?;
         if !reply.status.is_success() {
             return Err(reply.fail("contact"));
@@ -493,7 +511,11 @@ impl CustomCrm {
             .ok_or_else(|| ProviderError::malformed("the note was stored without an id"))
     }
 
-    async fn list_notes(&self, session: &Session, id: &ContactId) -> Result<Vec<Note>, ProviderError> {
+    async fn list_notes(
+        &self,
+        session: &Session,
+        id: &ContactId,
+    ) -> Result<Vec<Note>, ProviderError> {
         let values = BTreeMap::from([("id", id.to_string())]);
         let reply = self
             .call(session, Operation::ListNotes, &values, None)
@@ -512,11 +534,14 @@ impl CustomCrm {
         }
     }
 
-    async fn deal(&self, session: &Session, id: &ContactId, to: &StageMove) -> Result<(), ProviderError> {
-        let mut values = BTreeMap::from([
-            ("id", id.to_string()),
-            ("pipeline", to.pipeline.clone()),
-        ]);
+    async fn deal(
+        &self,
+        session: &Session,
+        id: &ContactId,
+        to: &StageMove,
+    ) -> Result<(), ProviderError> {
+        let mut values =
+            BTreeMap::from([("id", id.to_string()), ("pipeline", to.pipeline.clone())]);
         if let Some(stage) = &to.stage {
             values.insert("stage", stage.clone());
         }

@@ -66,7 +66,11 @@ fn read(document: &Value, pointer: Option<&String>) -> Option<String> {
 /// Reads a contact. `None` when it has no usable id.
 pub(crate) fn contact(document: &Value, fields: &ContactFields) -> Option<Contact> {
     let id = ContactId::try_from(text(get(document, &fields.id))?).ok()?;
-    let tags = match fields.tags.as_ref().and_then(|pointer| get(document, pointer)) {
+    let tags = match fields
+        .tags
+        .as_ref()
+        .and_then(|pointer| get(document, pointer))
+    {
         Some(Value::Array(items)) => items.iter().filter_map(|item| text(Some(item))).collect(),
         Some(Value::String(joined)) => joined
             .split(',')
@@ -155,9 +159,8 @@ pub(crate) fn encode(text: &str) -> String {
 /// placeholder has no value is left out; a path placeholder without one is an error naming it.
 pub(crate) fn render(template: &str, values: &BTreeMap<&str, String>) -> Result<String, String> {
     let (path, query) = template.split_once('?').unwrap_or((template, ""));
-    let path = fill(path, values)?.ok_or_else(|| {
-        "the path needs a value the request does not have".to_owned()
-    })?;
+    let path = fill(path, values)?
+        .ok_or_else(|| "the path needs a value the request does not have".to_owned())?;
     let pairs: Vec<String> = query
         .split('&')
         .filter(|pair| !pair.is_empty())
@@ -178,7 +181,10 @@ fn fill(part: &str, values: &BTreeMap<&str, String>) -> Result<Option<String>, S
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
         let close = after.find('}').ok_or("unbalanced `{`")?;
-        let Some(value) = values.get(&after[..close]).filter(|value| !value.is_empty()) else {
+        let Some(value) = values
+            .get(&after[..close])
+            .filter(|value| !value.is_empty())
+        else {
             return Ok(None);
         };
         out.push_str(&encode(value));
@@ -247,7 +253,10 @@ mod tests {
             render("/contacts?phone={phone}&email={email}&limit=1", &values).unwrap(),
             "/contacts?phone=%2B1%20512&limit=1"
         );
-        assert_eq!(render("/contacts/{id}", &values).unwrap(), "/contacts/a%2Fb");
+        assert_eq!(
+            render("/contacts/{id}", &values).unwrap(),
+            "/contacts/a%2Fb"
+        );
         assert!(render("/deals/{pipeline}", &values).is_err());
     }
 

@@ -106,7 +106,11 @@ impl SimAuth {
             }
             Self::Basic { username, password } => header("authorization")
                 .and_then(|value| value.strip_prefix("Basic "))
-                .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded).ok())
+                .and_then(|encoded| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .ok()
+                })
                 .is_some_and(|pair| pair == format!("{username}:{password}").as_bytes()),
             Self::Header { name, key } => header(name) == Some(key.as_str()),
             Self::Hmac {
@@ -137,7 +141,7 @@ impl SimAuth {
 }
 
 fn decode_hex(text: &str) -> Result<Vec<u8>, ()> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(());
     }
     (0..text.len())
@@ -343,12 +347,7 @@ impl CustomCrmSimState {
                 }
             }
         };
-        let segments: Vec<String> = uri
-            .path()
-            .split('/')
-            .skip(1)
-            .map(|segment| percent_decode(segment))
-            .collect();
+        let segments: Vec<String> = uri.path().split('/').skip(1).map(percent_decode).collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let query = query_pairs(uri);
         let mut book = self.book();
@@ -376,7 +375,11 @@ fn percent_decode(text: &str) -> String {
                 index += 3;
             }
             None => {
-                out.push(if bytes[index] == b'+' { b' ' } else { bytes[index] });
+                out.push(if bytes[index] == b'+' {
+                    b' '
+                } else {
+                    bytes[index]
+                });
                 index += 1;
             }
         }
@@ -459,10 +462,15 @@ pub fn spec_violations(requests: &[SimRequest]) -> Vec<String> {
             .as_object()
             .into_iter()
             .flatten()
-            .find(|(template, item)| path_matches(template, &request.path) && item.get(&method).is_some())
+            .find(|(template, item)| {
+                path_matches(template, &request.path) && item.get(&method).is_some()
+            })
             .map(|(template, item)| (template.clone(), item[&method].clone()))
         else {
-            violations.push(format!("{} {}: no such operation", request.method, request.path));
+            violations.push(format!(
+                "{} {}: no such operation",
+                request.method, request.path
+            ));
             continue;
         };
         let parameters: Vec<Value> = operation["parameters"]
@@ -479,36 +487,66 @@ pub fn spec_violations(requests: &[SimRequest]) -> Vec<String> {
             .collect();
         let in_query = |parameter: &&Value| parameter["in"] == "query";
         for (key, value) in &request.query {
-            match parameters.iter().filter(in_query).find(|parameter| parameter["name"] == key.as_str()) {
-                None => violations.push(format!("{} {}: undocumented query `{key}`", request.method, request.path)),
+            match parameters
+                .iter()
+                .filter(in_query)
+                .find(|parameter| parameter["name"] == key.as_str())
+            {
+                None => violations.push(format!(
+                    "{} {}: undocumented query `{key}`",
+                    request.method, request.path
+                )),
                 Some(parameter) => {
                     // Resolved inside the document, so a `$ref` in the parameter works.
                     let mut root = spec.clone();
                     root["x-parameter"] = parameter["schema"].clone();
-                    if let Err(errors) = crate::schema_check::validate_at(&root, "#/x-parameter", &json!(value)) {
-                        violations.push(format!("{} {}: query `{key}`: {}", request.method, request.path, errors.join("; ")));
+                    if let Err(errors) =
+                        crate::schema_check::validate_at(&root, "#/x-parameter", &json!(value))
+                    {
+                        violations.push(format!(
+                            "{} {}: query `{key}`: {}",
+                            request.method,
+                            request.path,
+                            errors.join("; ")
+                        ));
                     }
                 }
             }
         }
-        for parameter in parameters.iter().filter(in_query).filter(|parameter| parameter["required"] == true) {
+        for parameter in parameters
+            .iter()
+            .filter(in_query)
+            .filter(|parameter| parameter["required"] == true)
+        {
             let name = parameter["name"].as_str().unwrap_or_default();
             if !request.query.iter().any(|(key, _)| key == name) {
-                violations.push(format!("{} {}: missing query `{name}`", request.method, request.path));
+                violations.push(format!(
+                    "{} {}: missing query `{name}`",
+                    request.method, request.path
+                ));
             }
         }
         let escaped = template.replace('~', "~0").replace('/', "~1");
-        let schema = format!("#/paths/{escaped}/{method}/requestBody/content/application~1json/schema");
+        let schema =
+            format!("#/paths/{escaped}/{method}/requestBody/content/application~1json/schema");
         match (&request.body, operation.get("requestBody")) {
             (Some(body), Some(_)) => {
                 if let Err(errors) = crate::schema_check::validate_at(&spec, &schema, body) {
-                    violations.push(format!("{} {}: body: {}", request.method, request.path, errors.join("; ")));
+                    violations.push(format!(
+                        "{} {}: body: {}",
+                        request.method,
+                        request.path,
+                        errors.join("; ")
+                    ));
                 }
             }
             (None, Some(required)) if required["required"] == true => {
                 violations.push(format!("{} {}: missing body", request.method, request.path));
             }
-            (Some(_), None) => violations.push(format!("{} {}: unexpected body", request.method, request.path)),
+            (Some(_), None) => violations.push(format!(
+                "{} {}: unexpected body",
+                request.method, request.path
+            )),
             _ => {}
         }
     }

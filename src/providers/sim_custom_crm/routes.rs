@@ -17,7 +17,9 @@ fn invalid(message: &str) -> Reply {
 }
 
 fn data(status: StatusCode, value: Value) -> Reply {
-    (status, json!({ "data": value }))
+    let mut envelope = Map::new();
+    envelope.insert("data".to_owned(), value);
+    (status, Value::Object(envelope))
 }
 
 /// E.164: `+`, a non-zero digit, 6–14 more digits.
@@ -64,10 +66,7 @@ pub(super) fn route(
         }
         ("PUT", ["v1", "contacts", id, "deals", pipeline]) => deal(book, id, pipeline, object),
         ("POST", ["v1", "contacts", id, "calls"]) => log_call(book, id, object),
-        _ => (
-            StatusCode::NOT_FOUND,
-            error("no_route", "no such endpoint"),
-        ),
+        _ => (StatusCode::NOT_FOUND, error("no_route", "no such endpoint")),
     }
 }
 
@@ -194,7 +193,12 @@ fn update(book: &mut Book, id: &str, fields: &Map<String, Value>) -> Reply {
     update_with(book, id, fields, StatusCode::OK)
 }
 
-fn update_with(book: &mut Book, id: &str, fields: &Map<String, Value>, status: StatusCode) -> Reply {
+fn update_with(
+    book: &mut Book,
+    id: &str,
+    fields: &Map<String, Value>,
+    status: StatusCode,
+) -> Reply {
     let Some(contact) = book.contacts.get_mut(id) else {
         return not_found();
     };
@@ -212,7 +216,10 @@ fn update_with(book: &mut Book, id: &str, fields: &Map<String, Value>, status: S
 }
 
 fn tags(book: &mut Book, id: &str, body: Option<&Map<String, Value>>, add: bool) -> Reply {
-    let Some(wanted) = body.and_then(|body| body.get("tags")).and_then(Value::as_array) else {
+    let Some(wanted) = body
+        .and_then(|body| body.get("tags"))
+        .and_then(Value::as_array)
+    else {
         return invalid("tags must be a list");
     };
     let Some(contact) = book.contacts.get_mut(id) else {
@@ -235,7 +242,10 @@ fn tags(book: &mut Book, id: &str, body: Option<&Map<String, Value>>, add: bool)
 }
 
 fn add_note(book: &mut Book, id: &str, body: Option<&Map<String, Value>>) -> Reply {
-    let Some(text) = body.and_then(|body| body.get("body")).and_then(Value::as_str) else {
+    let Some(text) = body
+        .and_then(|body| body.get("body"))
+        .and_then(Value::as_str)
+    else {
         return invalid("a note needs a body");
     };
     if !book.contacts.contains_key(id) {
@@ -248,7 +258,10 @@ fn add_note(book: &mut Book, id: &str, body: Option<&Map<String, Value>>) -> Rep
         "body": text,
         "createdAt": Utc::now().to_rfc3339()
     });
-    book.notes.entry(id.to_owned()).or_default().push(note.clone());
+    book.notes
+        .entry(id.to_owned())
+        .or_default()
+        .push(note.clone());
     book.counters.notes_written += 1;
     data(StatusCode::CREATED, note)
 }
@@ -278,7 +291,10 @@ fn deal(book: &mut Book, id: &str, pipeline: &str, body: Option<&Map<String, Val
 }
 
 fn log_call(book: &mut Book, id: &str, body: Option<&Map<String, Value>>) -> Reply {
-    let Some(call_id) = body.and_then(|body| body.get("call_id")).and_then(Value::as_str) else {
+    let Some(call_id) = body
+        .and_then(|body| body.get("call_id"))
+        .and_then(Value::as_str)
+    else {
         return invalid("a call needs its call_id");
     };
     if !book.contacts.contains_key(id) {

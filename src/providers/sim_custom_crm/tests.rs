@@ -38,28 +38,49 @@ fn hmac_requests_need_a_fresh_timestamp_and_the_right_secret() {
 
 #[test]
 fn requests_outside_the_document_are_reported() {
-    let request = |method: &str, path: &str, query: &[(&str, &str)], body: Option<Value>| SimRequest {
-        method: method.to_owned(),
-        path: path.to_owned(),
-        query: query
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect(),
-        body,
-        status: 200,
-    };
+    let request =
+        |method: &str, path: &str, query: &[(&str, &str)], body: Option<Value>| SimRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            query: query
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
+            body,
+            status: 200,
+        };
     let good = [
         request("GET", "/v1/contacts", &[("phone", "+15125550100")], None),
-        request("POST", "/v1/contacts/upsert", &[], Some(json!({"firstName": "Ada", "phone": "+15125550100"}))),
-        request("POST", "/v1/contacts/c_1/tags/remove", &[], Some(json!({"tags": ["x"]}))),
+        request(
+            "POST",
+            "/v1/contacts/upsert",
+            &[],
+            Some(json!({"firstName": "Ada", "phone": "+15125550100"})),
+        ),
+        request(
+            "POST",
+            "/v1/contacts/c_1/tags/remove",
+            &[],
+            Some(json!({"tags": ["x"]})),
+        ),
     ];
     assert_eq!(spec_violations(&good), Vec::<String>::new());
     let bad = [
         request("GET", "/v1/contacts", &[("phone", "5125550100")], None),
         request("GET", "/v1/contacts", &[("name", "Ada")], None),
-        request("POST", "/v1/contacts/upsert", &[], Some(json!({"first_name": "Ada"}))),
+        request(
+            "POST",
+            "/v1/contacts/upsert",
+            &[],
+            Some(json!({"first_name": "Ada"})),
+        ),
         request("DELETE", "/v1/contacts/c_1", &[], None),
         request("POST", "/v1/contacts/c_1/notes", &[], None),
     ];
-    assert_eq!(spec_violations(&bad).len(), bad.len(), "{:?}", spec_violations(&bad));
+    assert_eq!(
+        spec_violations(&bad).len(),
+        bad.len(),
+        "{:?}",
+        spec_violations(&bad)
+    );
 }
