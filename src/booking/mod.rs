@@ -4,8 +4,8 @@
 //!
 //! Today's implementations are real, not stand-ins: [`static_schedule::StaticSchedule`] books
 //! against the tenant's business hours and keeps appointments in our database (calendar
-//! `static`), and [`lead_updates::PendingLeadUpdates`] records lead changes for CRM sync to
-//! carry over.
+//! `static`), [`caldav::CalDav`] books into a CalDAV collection (calendar `caldav`), and
+//! [`lead_updates::PendingLeadUpdates`] records lead changes for CRM sync to carry over.
 
 pub mod caldav;
 pub mod conformance;
