@@ -59,9 +59,10 @@ pub async fn server() -> &'static Radicale {
 async fn start() -> Radicale {
     let python = std::env::var_os("CALLER_TEST_RADICALE").unwrap_or_else(|| {
         panic!(
-            "CALLER_TEST_RADICALE is not set: run the tests through scripts/test.sh, or run \
-             `source scripts/lib.sh && ensure_radicale` and export the python it prints \
-             (Radicale 3 from PyPI; Debian's 3.1.8 answers free-busy wrongly)"
+            "CALLER_TEST_RADICALE is not set: run the tests through scripts/test.sh, or \
+             `source scripts/lib.sh && ensure_radicale` in the shell that runs cargo (it \
+             installs Radicale 3 from PyPI and exports the venv's python; Debian's 3.1.8 \
+             answers free-busy wrongly)"
         )
     });
     let port = crate::common::free_port();
