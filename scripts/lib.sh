@@ -126,3 +126,26 @@ ensure_services() {
 
 # An URL with the right to create databases (test and scratch databases).
 pg_admin_url() { echo "$CALLER_DB_URL"; }
+
+# A Radicale CalDAV server for the CalDAV adapter's tests (tests/calendar_caldav.rs), from
+# PyPI in a venv reused across runs. Not Debian's package: bookworm's 3.1.8 answers
+# free-busy-query with a 207 listing instead of RFC 4791's text/calendar VFREEBUSY.
+# Exports CALLER_TEST_RADICALE (the venv's python); each test binary starts its own server.
+CALLER_RADICALE_VENV=${CALLER_RADICALE_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/caller/radicale-venv}
+
+ensure_radicale() {
+  local python="$CALLER_RADICALE_VENV/bin/python"
+  if [ -x "$python" ] && "$python" -c 'import radicale, sys; sys.exit(0 if radicale.VERSION.startswith("3.") else 1)' 2>/dev/null; then
+    say "reusing Radicale $("$python" -c 'import radicale; print(radicale.VERSION)') in $CALLER_RADICALE_VENV"
+  else
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+      say "installing python3-venv (Debian package)"
+      apt_install python3-venv
+    fi
+    say "installing Radicale 3 from PyPI into $CALLER_RADICALE_VENV"
+    rm -rf "$CALLER_RADICALE_VENV"
+    python3 -m venv "$CALLER_RADICALE_VENV"
+    "$python" -m pip install --quiet --disable-pip-version-check 'radicale==3.*'
+  fi
+  export CALLER_TEST_RADICALE="$python"
+}

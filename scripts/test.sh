@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 ensure_services
+# A real CalDAV server for tests/calendar_caldav.rs; exports CALLER_TEST_RADICALE.
+ensure_radicale
 
 export SQLX_OFFLINE=true
 export CALLER_TEST_DATABASE_URL=${CALLER_TEST_DATABASE_URL:-$CALLER_DB_URL}

@@ -7,13 +7,14 @@
 //!   source right before booking.
 //! - [`static_schedule`]: weekly rules held in our database, double booking made impossible by
 //!   an exclusion constraint.
-//! - CRM-native and external calendars (HighLevel, Zoho Bookings, CalDAV) implement the same
-//!   trait in their own modules; [`conformance`] is the suite every one of them passes.
+//! - [`caldav::CalDav`]: a CalDAV (RFC 4791) collection; CRM-native calendars (HighLevel,
+//!   Zoho Bookings) implement the same trait beside their CRM adapters; [`conformance`] is the suite every one of them passes.
 //! - [`lead_updates`]: lead changes the agent asked for, carried to the CRM by `crm_sync`.
 //!
 //! Times are instants (`DateTime<Utc>`); the zone travels beside them ([`SlotQuery::zone`],
 //! [`BookingRequest::zone`]) and slots are spoken in the lead's zone.
 
+pub mod caldav;
 pub mod calendars;
 pub mod conformance;
 pub mod lead_updates;

@@ -2,10 +2,10 @@
 //! call logs. The `crm_sync` stage writes call outcomes through [`Crm`]; adapters translate
 //! to each vendor's wire format (`shared/protocols/crm-calendar.md`).
 //!
-//! - `gohighlevel`: HighLevel API v2 (OAuth with rotating refresh tokens, or a Private
+//! - [`gohighlevel`]: HighLevel API v2 (OAuth with rotating refresh tokens, or a Private
 //!   Integration Token), its per-location rate limit respected on our side.
 //! - `zoho`: Zoho CRM v8, data-center aware.
-//! - `custom`: a proprietary REST CRM described by the tenant (endpoints, authentication,
+//! - [`custom`]: a proprietary REST CRM described by the tenant (endpoints, authentication,
 //!   field mappings).
 //! - [`Crms`]: each tenant's adapter, by its configuration's `crm`.
 //! - [`conformance`]: the one suite every adapter passes, against its simulator.
@@ -18,6 +18,7 @@
 
 pub mod conformance;
 pub mod crms;
+pub mod custom;
 pub mod gohighlevel;
 
 use std::collections::BTreeMap;

@@ -20,7 +20,10 @@
 //! - [`sim_gohighlevel`]: a test double of HighLevel API v2 (contacts, custom fields, tags,
 //!   notes, opportunities, calendars and appointments, conversations, OAuth), with its rate
 //!   limit, quirks and injectable faults, that records every request.
+//! - [`sim_custom_crm`]: a generic REST CRM with an OpenAPI document, for the custom CRM
+//!   adapter, checking each authentication scheme and recording every request.
 //! - [`zoho`]: reading Zoho CRM records, for the records a Zoho notification names.
+//! - [`tenant_secret`]: opens one stored credential of a tenant at the point of use.
 //!
 //! Providers are named by plain strings here ("twilio", "elevenlabs", "gohighlevel", "zoho",
 //! "custom", "fonoster", "local", "caldav", "static", "crm", "google", "outlook", "calendly",
@@ -31,10 +34,12 @@ pub mod error;
 pub mod health;
 pub mod http;
 pub mod sim;
+pub mod sim_custom_crm;
 pub mod sim_elevenlabs;
 pub mod sim_gohighlevel;
 pub mod sim_twilio;
 pub mod telephony;
+pub mod tenant_secret;
 pub mod twilio;
 #[cfg(test)]
 pub(crate) mod twilio_spec;
