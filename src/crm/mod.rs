@@ -18,6 +18,7 @@
 
 pub mod conformance;
 pub mod crms;
+pub mod zoho;
 
 use std::collections::BTreeMap;
 
