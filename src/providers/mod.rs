@@ -30,6 +30,7 @@ pub mod http;
 pub mod sim;
 pub mod sim_elevenlabs;
 pub mod sim_twilio;
+pub mod sim_zoho;
 pub mod telephony;
 pub mod twilio;
 #[cfg(test)]

@@ -56,6 +56,11 @@ pub(crate) fn classify(
     body: &Value,
     what: &str,
 ) -> ProviderError {
+    // Per-record failures of a refused write sit in `data[0]`, not at the top.
+    let body = match body.pointer("/data/0") {
+        Some(item) if error_code(body) == "unknown" => item,
+        _ => body,
+    };
     let code = error_code(body);
     if code == "unknown" {
         return ProviderError::from_status(status, headers, what, format!("status {status}"));
