@@ -10,7 +10,7 @@
 //! (OpenAPI-style, as the AsyncAPI file uses it: `null` is accepted whatever the other keywords
 //! say), `const`, `enum` (numbers compare by value, so `1` equals `1.0`), `required`,
 //! `properties`, `additionalProperties` (boolean or schema), `items` (one schema), `minItems`,
-//! `maxItems`, `minimum`, `maximum`, `allOf`, `anyOf`, `oneOf`, local `$ref` (a JSON pointer
+//! `maxItems`, `minLength`, `maxLength` (in characters), `minimum`, `maximum`, `allOf`, `anyOf`, `oneOf`, local `$ref` (a JSON pointer
 //! into the same document, siblings applied too), and `pattern` for the subset of regular
 //! expressions the schemas use (anchors, literals, classes, `{n}`, `{n,m}`, `+`, `*`, `?`);
 //! any other pattern syntax is reported as unsupported.
@@ -152,6 +152,19 @@ fn check_keyword(
                 };
                 if !ok {
                     errors.push(format!("{path}: {len} items violates {keyword} {limit}"));
+                }
+            }
+        }
+        "minLength" | "maxLength" => {
+            if let (Some(limit), Some(text)) = (arg.as_u64(), instance.as_str()) {
+                let length = text.chars().count() as u64;
+                let ok = if keyword == "minLength" {
+                    length >= limit
+                } else {
+                    length <= limit
+                };
+                if !ok {
+                    errors.push(format!("{path}: {length} characters violates {keyword} {limit}"));
                 }
             }
         }

@@ -237,6 +237,11 @@ impl ZohoSimState {
         inner.orgs.entry(org.to_owned()).or_default();
     }
 
+    /// Forgets a refresh token, as a revocation (or a 21st refresh token) does.
+    pub fn revoke_refresh_token(&self, refresh_token: &str) {
+        self.lock().refresh_tokens.remove(refresh_token);
+    }
+
     /// Accepts `code` once in an authorization-code grant for `org`.
     pub fn add_grant_code(&self, org: &str, code: &str) {
         self.lock()
@@ -395,7 +400,17 @@ async fn gate(State(state): State<ZohoSimState>, request: Request, next: Next) -
     let (parts, body) = response.into_parts();
     let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
     recorded.status = parts.status.as_u16();
-    recorded.response = serde_json::from_slice(&bytes).ok();
+    recorded.response = serde_json::from_slice(&bytes).ok().map(|mut answer: Value| {
+        // Token answers carry tokens: the record keeps their shape, not their values.
+        if let Some(object) = answer.as_object_mut() {
+            for (name, value) in object.iter_mut() {
+                if SECRET_FIELDS.contains(&name.as_str()) {
+                    *value = json!("[redacted]");
+                }
+            }
+        }
+        answer
+    });
     let mut inner = state.lock();
     match parts.status {
         StatusCode::TOO_MANY_REQUESTS => inner.counters.rate_limited += 1,
