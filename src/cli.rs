@@ -42,7 +42,8 @@ pub enum Command {
     /// Serve the vendor simulators (Twilio calls and healthchecks, ElevenLabs, HighLevel, Zoho
     /// CRM and accounts, custom) on one port with their fixed demo credentials, for demos and
     /// local runs; never production. `simulate twilio` serves the Twilio simulator alone,
-    /// `simulate elevenlabs` the ElevenLabs Agents simulator alone.
+    /// `simulate elevenlabs` the ElevenLabs Agents simulator alone, `simulate zoho` the Zoho
+    /// simulator (CRM, accounts, Bookings) alone.
     Simulate {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090", global = true)]
@@ -99,6 +100,9 @@ pub enum SimulateVendor {
     /// WebSocket (or an echo agent), conversation details and signed post-call webhooks.
     #[command(name = "elevenlabs")]
     ElevenLabs(ElevenLabsSimArgs),
+    /// Serve only the Zoho simulator: accounts (token grants), CRM v8 records, tags, notes,
+    /// calls and deals, and Zoho Bookings, with the simulators' demo app and refresh token.
+    Zoho,
 }
 
 /// How `caller simulate elevenlabs` behaves.

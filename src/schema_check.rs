@@ -164,7 +164,9 @@ fn check_keyword(
                     length <= limit
                 };
                 if !ok {
-                    errors.push(format!("{path}: {length} characters violates {keyword} {limit}"));
+                    errors.push(format!(
+                        "{path}: {length} characters violates {keyword} {limit}"
+                    ));
                 }
             }
         }

@@ -185,10 +185,9 @@ impl ZohoApi {
         token: &Secret<String>,
         request: &Request,
     ) -> Result<Attempt, ProviderError> {
-        let mut url = reqwest::Url::parse(api_domain)
-            .map_err(|_| ProviderError::Invalid {
-                reason: "the zoho api domain is not a url".to_owned(),
-            })?;
+        let mut url = reqwest::Url::parse(api_domain).map_err(|_| ProviderError::Invalid {
+            reason: "the zoho api domain is not a url".to_owned(),
+        })?;
         url.path_segments_mut()
             .map_err(|()| ProviderError::Invalid {
                 reason: "the zoho api domain cannot take a path".to_owned(),
@@ -198,10 +197,12 @@ impl ZohoApi {
         if !request.query.is_empty() {
             url.query_pairs_mut().extend_pairs(&request.query);
         }
-        let mut authorization = HeaderValue::from_str(&format!("Zoho-oauthtoken {}", token.expose()))
-            .map_err(|_| ProviderError::Unauthorized {
-                reason: "the stored zoho token is not header text".to_owned(),
-            })?;
+        let mut authorization =
+            HeaderValue::from_str(&format!("Zoho-oauthtoken {}", token.expose())).map_err(
+                |_| ProviderError::Unauthorized {
+                    reason: "the stored zoho token is not header text".to_owned(),
+                },
+            )?;
         authorization.set_sensitive(true);
         let mut builder = self
             .http
@@ -339,7 +340,10 @@ pub(crate) fn endpoints(
 
 /// The token set's `accounts_server` when it is a Zoho accounts host (the data center the
 /// tenant authorised in), else the platform's.
-pub(crate) fn accounts_server(token_fields: &Map<String, Value>, platform: &ZohoSettings) -> String {
+pub(crate) fn accounts_server(
+    token_fields: &Map<String, Value>,
+    platform: &ZohoSettings,
+) -> String {
     token_fields
         .get("accounts_server")
         .and_then(Value::as_str)
@@ -401,4 +405,44 @@ async fn refresh_tokens(
     }
     let body: Value = response.json().await.unwrap_or(Value::Null);
     wire::token_answer(&body, Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fields(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn endpoints_follow_the_token_sets_data_center_but_only_to_zoho_hosts() {
+        let platform = ZohoSettings::default();
+        let tenant = TenantZoho::from_providers(None).unwrap();
+        let eu = fields(json!({"api_domain": "https://www.zohoapis.eu",
+                               "accounts_server": "https://accounts.zoho.eu"}));
+        assert_eq!(
+            endpoints(&tenant, &eu, &platform),
+            (
+                "https://www.zohoapis.eu".to_owned(),
+                "https://accounts.zoho.eu".to_owned()
+            )
+        );
+        let ca = fields(json!({"accounts_server": "https://accounts.zohocloud.ca/"}));
+        assert_eq!(
+            endpoints(&tenant, &ca, &platform).1,
+            "https://accounts.zohocloud.ca"
+        );
+        let hostile = fields(json!({"api_domain": "https://www.zohoapis.eu.evil.example",
+                                    "accounts_server": "https://accounts.zoho.eu.evil.example"}));
+        assert_eq!(
+            endpoints(&tenant, &hostile, &platform),
+            (DEFAULT_API_DOMAIN.to_owned(), platform.accounts_url.clone())
+        );
+        let operator =
+            TenantZoho::from_providers(Some(&json!({"api_domain": "http://127.0.0.1:9/"})))
+                .unwrap();
+        assert_eq!(endpoints(&operator, &eu, &platform).0, "http://127.0.0.1:9");
+    }
 }

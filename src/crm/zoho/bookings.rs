@@ -59,7 +59,10 @@ impl ZohoBookings {
         Self { api }
     }
 
-    async fn settings(&self, tenant: TenantId) -> Result<(TenantZoho, BookingsSettings), BookingError> {
+    async fn settings(
+        &self,
+        tenant: TenantId,
+    ) -> Result<(TenantZoho, BookingsSettings), BookingError> {
         let settings = self.api.tenant(tenant).await?;
         let bookings = settings.bookings()?.clone();
         Ok((settings, bookings))
@@ -126,8 +129,12 @@ impl ZohoBookings {
         endpoint: &str,
         fields: Vec<(String, String)>,
     ) -> Result<Value, BookingError> {
-        let request = Request::new(Method::POST, &["bookings", "v1", "json", endpoint]).form(fields);
-        let answer = self.api.send(tenant, settings, "appointment", &request).await?;
+        let request =
+            Request::new(Method::POST, &["bookings", "v1", "json", endpoint]).form(fields);
+        let answer = self
+            .api
+            .send(tenant, settings, "appointment", &request)
+            .await?;
         match wire::bookings_answer(answer.body.as_ref())? {
             Ok(returned) => Ok(returned.clone()),
             Err(message) => Err(wire::bookings_failure(&message)),
@@ -163,8 +170,12 @@ impl ZohoBookings {
         let (settings, bookings) = self.settings(tenant).await?;
         self.ensure_offered(tenant, &settings, &bookings, request.starts_at)
             .await?;
-        let local = request.starts_at.with_timezone(&bookings.time_zone).naive_local();
-        let mut customer = json!({"name": request.name.clone().unwrap_or_else(|| "Caller".to_owned())});
+        let local = request
+            .starts_at
+            .with_timezone(&bookings.time_zone)
+            .naive_local();
+        let mut customer =
+            json!({"name": request.name.clone().unwrap_or_else(|| "Caller".to_owned())});
         if let Some(email) = &request.email {
             customer["email"] = json!(email);
         }
@@ -193,7 +204,8 @@ impl ZohoBookings {
     ) -> Result<Booked, BookingError> {
         check_id(appointment_id)?;
         let (settings, bookings) = self.settings(tenant).await?;
-        self.ensure_offered(tenant, &settings, &bookings, starts_at).await?;
+        self.ensure_offered(tenant, &settings, &bookings, starts_at)
+            .await?;
         let local = starts_at.with_timezone(&bookings.time_zone).naive_local();
         let fields = vec![
             ("booking_id".to_owned(), appointment_id.to_owned()),
@@ -345,7 +357,10 @@ mod tests {
     fn appointment_ids_that_cannot_exist_are_not_found_without_asking() {
         assert!(check_id("#BK-1001_a").is_ok());
         for bad in ["", "a/b", "a b", &"x".repeat(65)] {
-            assert!(matches!(check_id(bad), Err(BookingError::NotFound)), "{bad}");
+            assert!(
+                matches!(check_id(bad), Err(BookingError::NotFound)),
+                "{bad}"
+            );
         }
     }
 }

@@ -151,7 +151,10 @@ impl Zoho {
         }
         let request =
             Request::new(Method::POST, &["crm", "v8", &settings.module, "upsert"]).json(body);
-        let answer = self.api.send(tenant, &settings, "contact", &request).await?;
+        let answer = self
+            .api
+            .send(tenant, &settings, "contact", &request)
+            .await?;
         let id = wire::written_id(wire::write_result(answer.body.as_ref(), "contact")?)?;
         let id = ContactId::try_from(id)
             .map_err(|_| ProviderError::malformed("an upserted id we cannot use"))?;
@@ -172,8 +175,15 @@ impl Zoho {
         if let Some(status) = &update.status {
             record.insert(settings.status_field.clone(), json!(status));
         }
-        self.put(tenant, &settings, &settings.module, id.as_str(), record, "contact")
-            .await
+        self.put(
+            tenant,
+            &settings,
+            &settings.module,
+            id.as_str(),
+            record,
+            "contact",
+        )
+        .await
     }
 
     async fn put(
@@ -219,10 +229,20 @@ impl Zoho {
         }
         let request = Request::new(
             Method::POST,
-            &["crm", "v8", &settings.module, id.as_str(), "actions", action],
+            &[
+                "crm",
+                "v8",
+                &settings.module,
+                id.as_str(),
+                "actions",
+                action,
+            ],
         )
         .json(body);
-        let answer = self.api.send(tenant, &settings, "contact", &request).await?;
+        let answer = self
+            .api
+            .send(tenant, &settings, "contact", &request)
+            .await?;
         wire::write_result(answer.body.as_ref(), "contact").map(|_| ())
     }
 
@@ -239,7 +259,10 @@ impl Zoho {
             "Parent_Id": {"module": {"api_name": settings.module}, "id": id.as_str()},
         }]});
         let request = Request::new(Method::POST, &["crm", "v8", "Notes"]).json(body);
-        let answer = self.api.send(tenant, &settings, "contact", &request).await?;
+        let answer = self
+            .api
+            .send(tenant, &settings, "contact", &request)
+            .await?;
         wire::written_id(wire::write_result(answer.body.as_ref(), "contact")?)
     }
 
@@ -254,7 +277,10 @@ impl Zoho {
             &["crm", "v8", &settings.module, id.as_str(), "Notes"],
         )
         .query("fields", "Note_Title,Note_Content,Created_Time");
-        let answer = self.api.send(tenant, &settings, "contact", &request).await?;
+        let answer = self
+            .api
+            .send(tenant, &settings, "contact", &request)
+            .await?;
         let mut notes = Vec::new();
         for record in wire::records(answer.body.as_ref())? {
             let text = |name: &str| {
@@ -332,7 +358,10 @@ impl Zoho {
         });
         let request = Request::new(Method::POST, &["crm", "v8", "Deals"])
             .json(json!({"data": [deal], "trigger": []}));
-        let answer = self.api.send(tenant, &settings, "contact", &request).await?;
+        let answer = self
+            .api
+            .send(tenant, &settings, "contact", &request)
+            .await?;
         wire::write_result(answer.body.as_ref(), "contact").map(|_| ())
     }
 
@@ -387,7 +416,10 @@ impl Zoho {
         }
         let request = Request::new(Method::POST, &["crm", "v8", "Calls"])
             .json(json!({"data": [record], "trigger": []}));
-        let answer = self.api.send(tenant, &settings, "contact", &request).await?;
+        let answer = self
+            .api
+            .send(tenant, &settings, "contact", &request)
+            .await?;
         let details = wire::write_result(answer.body.as_ref(), "contact")?;
         wire::written_id(details).map(CallLogged::Logged)
     }

@@ -109,18 +109,17 @@ impl TenantZoho {
 
     /// The Bookings settings, or why there are none.
     pub fn bookings(&self) -> Result<&BookingsSettings, ProviderError> {
-        self.bookings.as_ref().ok_or_else(|| ProviderError::Invalid {
-            reason: "the client has no `providers.zoho.bookings` settings".to_owned(),
-        })
+        self.bookings
+            .as_ref()
+            .ok_or_else(|| ProviderError::Invalid {
+                reason: "the client has no `providers.zoho.bookings` settings".to_owned(),
+            })
     }
 }
 
 /// Zoho API names: letters, digits and underscores (`Lead_Status`, `AI_Outcome__c`).
 pub(crate) fn is_api_name(name: &str) -> bool {
-    (1..=100).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    (1..=100).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[cfg(test)]
@@ -149,7 +148,8 @@ mod tests {
         for bad in [json!({"module": "Leads/../x"}), json!({"status_field": ""})] {
             assert!(TenantZoho::from_providers(Some(&bad)).is_err(), "{bad}");
         }
-        let bad_zone = json!({"bookings": {"service_id": "1", "staff_id": "2", "time_zone": "Mars/Base"}});
+        let bad_zone =
+            json!({"bookings": {"service_id": "1", "staff_id": "2", "time_zone": "Mars/Base"}});
         assert!(TenantZoho::from_providers(Some(&bad_zone)).is_err());
     }
 }

@@ -101,12 +101,20 @@ fn from_code(
         "NOT_FOUND" | "NO_RECORDS_FOUND" => ProviderError::NotFound {
             what: what.to_owned(),
         },
-        "INVALID_DATA" | "MANDATORY_NOT_FOUND" | "DUPLICATE_DATA" | "REQUIRED_PARAM_MISSING"
-        | "INVALID_MODULE" | "INVALID_URL_PATTERN" | "INVALID_QUERY" | "PATTERN_NOT_MATCHED"
-        | "EXPECTED_FIELD_MISSING" | "DEPENDENT_FIELD_MISSING" | "RECORD_LOCKED"
-        | "RECORD_IN_BLUEPRINT" | "NOT_ALLOWED" | "NOT_SUPPORTED" => {
-            ProviderError::Invalid { reason }
-        }
+        "INVALID_DATA"
+        | "MANDATORY_NOT_FOUND"
+        | "DUPLICATE_DATA"
+        | "REQUIRED_PARAM_MISSING"
+        | "INVALID_MODULE"
+        | "INVALID_URL_PATTERN"
+        | "INVALID_QUERY"
+        | "PATTERN_NOT_MATCHED"
+        | "EXPECTED_FIELD_MISSING"
+        | "DEPENDENT_FIELD_MISSING"
+        | "RECORD_LOCKED"
+        | "RECORD_IN_BLUEPRINT"
+        | "NOT_ALLOWED"
+        | "NOT_SUPPORTED" => ProviderError::Invalid { reason },
         _ => return None,
     })
 }
@@ -183,7 +191,7 @@ pub(crate) fn contact(
     };
     let phone = ["Phone", "Mobile"]
         .into_iter()
-        .filter_map(|field| text(field))
+        .filter_map(&text)
         .find_map(|raw| crate::phone::parse(&raw, None).ok());
     let tags = match record.get("Tag") {
         Some(Value::Array(tags)) => tags
@@ -282,9 +290,13 @@ pub(crate) fn token_answer(body: &Value, now: DateTime<Utc>) -> Result<TokenSet,
     if let Some(error) = body.get("error") {
         let code = error
             .as_str()
-            .filter(|code| code.len() <= 64 && code.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .filter(|code| {
+                code.len() <= 64 && code.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            })
             .unwrap_or("unknown");
-        return Err(format!("zoho refused the refresh ({code}): reconnect the client"));
+        return Err(format!(
+            "zoho refused the refresh ({code}): reconnect the client"
+        ));
     }
     let Some(Value::String(access_token)) = body.get("access_token") else {
         return Err("zoho answered the refresh without an access token".to_owned());
@@ -364,7 +376,9 @@ pub(crate) fn instant(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
 }
 
 /// What a Bookings answer says: `Ok(returnvalue)` or `Err(message)` for a failure.
-pub(crate) fn bookings_answer(body: Option<&Value>) -> Result<Result<&Value, String>, ProviderError> {
+pub(crate) fn bookings_answer(
+    body: Option<&Value>,
+) -> Result<Result<&Value, String>, ProviderError> {
     let response = body
         .and_then(|body| body.get("response"))
         .ok_or_else(|| ProviderError::malformed("a bookings answer without `response`"))?;
@@ -420,7 +434,9 @@ pub(crate) fn offered_times(returned: &Value) -> Vec<NaiveTime> {
 pub(crate) fn bookings_failure(message: &str) -> crate::booking::BookingError {
     use crate::booking::BookingError;
     let lower = message.to_lowercase();
-    if lower.contains("not found") || lower.contains("invalid booking") || lower.contains("does not exist")
+    if lower.contains("not found")
+        || lower.contains("invalid booking")
+        || lower.contains("does not exist")
     {
         BookingError::NotFound
     } else if lower.contains("slot") || lower.contains("available") || lower.contains("booked") {
@@ -462,11 +478,17 @@ mod tests {
     fn a_record_without_an_id_is_malformed_not_a_panic() {
         for record in [json!({}), json!({"id": 42}), json!({"id": "a/b"})] {
             let error = contact(record.as_object().unwrap(), &settings()).unwrap_err();
-            assert!(matches!(error, ProviderError::Unavailable { .. }), "{error}");
+            assert!(
+                matches!(error, ProviderError::Unavailable { .. }),
+                "{error}"
+            );
         }
         assert!(records(Some(&json!({"info": {}}))).is_err());
         assert!(records(Some(&json!({"data": [1]}))).is_err());
-        assert!(records(None).unwrap().is_empty(), "204: no body, no records");
+        assert!(
+            records(None).unwrap().is_empty(),
+            "204: no body, no records"
+        );
     }
 
     #[test]
@@ -476,7 +498,10 @@ mod tests {
             phone: Some(phone),
             ..ContactDraft::default()
         };
-        assert_eq!(draft_record(&draft, &settings())["Last_Name"], "+15125550142");
+        assert_eq!(
+            draft_record(&draft, &settings())["Last_Name"],
+            "+15125550142"
+        );
         assert_eq!(duplicate_check_fields(&draft), ["Phone"]);
         let nobody = draft_record(&ContactDraft::default(), &settings());
         assert_eq!(nobody["Last_Name"], "Unknown");
@@ -484,12 +509,19 @@ mod tests {
 
     #[test]
     fn per_record_errors_inside_a_success_status_are_classified() {
-        let item = |code: &str, details: Value| {
-            json!({"data": [{"code": code, "details": details, "message": "x", "status": "error"}]})
-        };
+        let item = |code: &str, details: Value| json!({"data": [{"code": code, "details": details, "message": "x", "status": "error"}]});
         let cases = [
-            (item("MANDATORY_NOT_FOUND", json!({"api_name": "Last_Name"})), "invalid"),
-            (item("INVALID_DATA", json!({"api_name": "Email", "json_path": "$.data[0].Email"})), "invalid"),
+            (
+                item("MANDATORY_NOT_FOUND", json!({"api_name": "Last_Name"})),
+                "invalid",
+            ),
+            (
+                item(
+                    "INVALID_DATA",
+                    json!({"api_name": "Email", "json_path": "$.data[0].Email"}),
+                ),
+                "invalid",
+            ),
             (item("INVALID_DATA", json!({"id": "123"})), "not found"),
             (item("INVALID_TOKEN", json!({})), "unauthorized"),
             (item("TOO_MANY_REQUESTS", json!({})), "rate limited"),
@@ -509,7 +541,10 @@ mod tests {
         }
         let ok = json!({"data": [{"code": "SUCCESS", "status": "success", "message": "record added",
             "details": {"id": "77"}}]});
-        assert_eq!(written_id(write_result(Some(&ok), "contact").unwrap()).unwrap(), "77");
+        assert_eq!(
+            written_id(write_result(Some(&ok), "contact").unwrap()).unwrap(),
+            "77"
+        );
         assert!(write_result(Some(&json!({"data": []})), "contact").is_err());
         assert!(write_result(None, "contact").is_err());
     }
@@ -519,7 +554,12 @@ mod tests {
         let headers = HeaderMap::new();
         let invalid_token = json!({"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"});
         assert!(matches!(
-            classify(StatusCode::UNAUTHORIZED, &headers, &invalid_token, "contact"),
+            classify(
+                StatusCode::UNAUTHORIZED,
+                &headers,
+                &invalid_token,
+                "contact"
+            ),
             ProviderError::Unauthorized { .. }
         ));
         let mandatory = json!({"code": "MANDATORY_NOT_FOUND", "details": {"api_name": "Last_Name"}, "status": "error"});
@@ -531,16 +571,30 @@ mod tests {
             }
         );
         assert!(matches!(
-            classify(StatusCode::TOO_MANY_REQUESTS, &headers, &Value::Null, "contact"),
+            classify(
+                StatusCode::TOO_MANY_REQUESTS,
+                &headers,
+                &Value::Null,
+                "contact"
+            ),
             ProviderError::RateLimited { .. }
         ));
         assert!(matches!(
-            classify(StatusCode::BAD_GATEWAY, &headers, &json!("<html>"), "contact"),
+            classify(
+                StatusCode::BAD_GATEWAY,
+                &headers,
+                &json!("<html>"),
+                "contact"
+            ),
             ProviderError::Unavailable { .. }
         ));
         // A code that could quote the request is not echoed.
         let odd = json!({"code": "1000.secret-token"});
-        assert!(!classify(StatusCode::BAD_REQUEST, &headers, &odd, "x").to_string().contains("secret"));
+        assert!(
+            !classify(StatusCode::BAD_REQUEST, &headers, &odd, "x")
+                .to_string()
+                .contains("secret")
+        );
     }
 
     #[test]
@@ -557,9 +611,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(tokens.access_token.expose(), "1000.a");
-        assert!(tokens.refresh_token.is_none(), "zoho does not rotate refresh tokens");
+        assert!(
+            tokens.refresh_token.is_none(),
+            "zoho does not rotate refresh tokens"
+        );
         assert_eq!(tokens.expires_at, now + chrono::Duration::hours(1));
-        assert_eq!(tokens.extra.expose()["api_domain"], "https://www.zohoapis.eu");
+        assert_eq!(
+            tokens.extra.expose()["api_domain"],
+            "https://www.zohoapis.eu"
+        );
         assert!(token_answer(&json!({"expires_in": 3600}), now).is_err());
     }
 
@@ -577,12 +637,21 @@ mod tests {
         assert_eq!(bookings_date(local.date()), "10-Mar-2025");
         assert_eq!(bookings_time(local), "10-Mar-2025 09:00:00");
         assert_eq!(parse_bookings_time("10-Mar-2025 09:00:00"), Some(local));
-        assert_eq!(parse_slot_time("09:30 AM"), NaiveTime::from_hms_opt(9, 30, 0));
-        assert_eq!(parse_slot_time("01:30 PM"), NaiveTime::from_hms_opt(13, 30, 0));
+        assert_eq!(
+            parse_slot_time("09:30 AM"),
+            NaiveTime::from_hms_opt(9, 30, 0)
+        );
+        assert_eq!(
+            parse_slot_time("01:30 PM"),
+            NaiveTime::from_hms_opt(13, 30, 0)
+        );
         assert_eq!(parse_slot_time("13:30"), NaiveTime::from_hms_opt(13, 30, 0));
         assert_eq!(parse_slot_time("soon"), None);
         // 2025-03-09 02:30 does not exist in Chicago (DST gap).
-        let gap = NaiveDate::from_ymd_opt(2025, 3, 9).unwrap().and_hms_opt(2, 30, 0).unwrap();
+        let gap = NaiveDate::from_ymd_opt(2025, 3, 9)
+            .unwrap()
+            .and_hms_opt(2, 30, 0)
+            .unwrap();
         assert_eq!(instant(chrono_tz::America::Chicago, gap), None);
     }
 
@@ -594,15 +663,24 @@ mod tests {
         let returned = bookings_answer(Some(&offered)).unwrap().unwrap();
         assert_eq!(
             offered_times(returned),
-            [NaiveTime::from_hms_opt(9, 0, 0).unwrap(), NaiveTime::from_hms_opt(9, 30, 0).unwrap()]
+            [
+                NaiveTime::from_hms_opt(9, 0, 0).unwrap(),
+                NaiveTime::from_hms_opt(9, 30, 0).unwrap()
+            ]
         );
         let none = json!({"reponse": false, "data": "Slots Not Available"});
         assert!(offered_times(&none).is_empty());
         let failed = json!({"response": {"returnvalue": {"status": "failure",
             "message": "Slot not available"}, "status": "success"}});
         let message = bookings_answer(Some(&failed)).unwrap().unwrap_err();
-        assert!(matches!(bookings_failure(&message), BookingError::Unavailable(_)));
-        assert!(matches!(bookings_failure("Invalid booking id"), BookingError::NotFound));
+        assert!(matches!(
+            bookings_failure(&message),
+            BookingError::Unavailable(_)
+        ));
+        assert!(matches!(
+            bookings_failure("Invalid booking id"),
+            BookingError::NotFound
+        ));
         assert!(bookings_answer(Some(&json!({"data": []}))).is_err());
         assert!(bookings_answer(None).is_err());
     }

@@ -33,7 +33,8 @@ pub(super) async fn token(State(state): State<ZohoSimState>, uri: Uri, body: Byt
     let lifetime = config.access_token_lifetime.as_secs();
     match field("grant_type") {
         Some("refresh_token") => {
-            let org = field("refresh_token").and_then(|token| inner.refresh_tokens.get(token).cloned());
+            let org =
+                field("refresh_token").and_then(|token| inner.refresh_tokens.get(token).cloned());
             let Some(org) = org else {
                 return Json(json!({"error": "invalid_code"})).into_response();
             };

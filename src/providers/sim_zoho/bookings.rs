@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use super::{Appointment, OrgId, ZohoSimState, body_value};
 
 fn success(returned: Value) -> Response {
-    Json(json!({"response": {"returnvalue": returned, "status": "success"}})).into_response()
+    let mut answer = json!({"response": {"status": "success"}});
+    answer["response"]["returnvalue"] = returned;
+    Json(answer).into_response()
 }
 
 fn failure(message: &str) -> Response {
@@ -43,7 +45,12 @@ fn day_slots(state: &ZohoSimState, date: NaiveDate) -> Vec<NaiveDateTime> {
 }
 
 /// The starts still free on `date` (`except` is an appointment being moved).
-fn free(state: &ZohoSimState, org: &str, date: NaiveDate, except: Option<&str>) -> Vec<NaiveDateTime> {
+fn free(
+    state: &ZohoSimState,
+    org: &str,
+    date: NaiveDate,
+    except: Option<&str>,
+) -> Vec<NaiveDateTime> {
     let taken: Vec<NaiveDateTime> = state
         .lock()
         .orgs
@@ -85,7 +92,9 @@ pub(super) async fn available(
         .map(|slot| slot.format("%I:%M %p").to_string())
         .collect();
     if slots.is_empty() {
-        return success(json!({"reponse": false, "data": "Slots Not Available", "time_zone": zone}));
+        return success(
+            json!({"reponse": false, "data": "Slots Not Available", "time_zone": zone}),
+        );
     }
     success(json!({"reponse": true, "data": slots, "time_zone": zone}))
 }
@@ -111,7 +120,11 @@ pub(super) async fn post(
 fn workspace_time(state: &ZohoSimState, text: &str, zone: Tz) -> Option<NaiveDateTime> {
     let local = NaiveDateTime::parse_from_str(text, "%d-%b-%Y %H:%M:%S").ok()?;
     let instant = zone.from_local_datetime(&local).earliest()?;
-    Some(instant.with_timezone(&state.config().bookings.time_zone).naive_local())
+    Some(
+        instant
+            .with_timezone(&state.config().bookings.time_zone)
+            .naive_local(),
+    )
 }
 
 fn returned(state: &ZohoSimState, id: &str, appointment: &Appointment) -> Value {
@@ -142,8 +155,11 @@ fn book(state: &ZohoSimState, org: &str, field: &dyn Fn(&str) -> Option<String>)
     let Some(start) = field("from_time").and_then(|time| workspace_time(state, &time, zone)) else {
         return failure("Invalid from_time");
     };
-    let customer: Option<Value> = field("customer_details").and_then(|text| serde_json::from_str(&text).ok());
-    let Some(customer) = customer.filter(|customer| customer.get("name").is_some_and(Value::is_string)) else {
+    let customer: Option<Value> =
+        field("customer_details").and_then(|text| serde_json::from_str(&text).ok());
+    let Some(customer) =
+        customer.filter(|customer| customer.get("name").is_some_and(Value::is_string))
+    else {
         return failure("Invalid customer_details");
     };
     if !free(state, org, start.date(), None).contains(&start) {
@@ -174,7 +190,8 @@ fn reschedule(state: &ZohoSimState, org: &str, field: &dyn Fn(&str) -> Option<St
         return failure("Invalid booking id");
     };
     let zone = state.config().bookings.time_zone;
-    let Some(start) = field("start_time").and_then(|time| workspace_time(state, &time, zone)) else {
+    let Some(start) = field("start_time").and_then(|time| workspace_time(state, &time, zone))
+    else {
         return failure("Invalid start_time");
     };
     let known = state

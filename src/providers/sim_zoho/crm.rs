@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::Utc;
 use serde_json::{Map, Value, json};
 
@@ -57,7 +57,9 @@ fn message_for(code: &str) -> &'static str {
 }
 
 fn error_item(code: &str, details: Value) -> Value {
-    json!({"code": code, "details": details, "message": message_for(code), "status": "error"})
+    let mut item = json!({"code": code, "message": message_for(code), "status": "error"});
+    item["details"] = details;
+    item
 }
 
 fn unknown_id(id: &str) -> Value {
@@ -84,12 +86,23 @@ fn success_item(record: &Map<String, Value>, message: &str, action: Option<&str>
 /// One write's answer: 200/201 when every item succeeded, 202 otherwise.
 fn write_answer(items: Vec<Value>, success: StatusCode) -> Response {
     let failed = items.iter().any(|item| item["status"] == "error");
-    let status = if failed { StatusCode::ACCEPTED } else { success };
-    (status, Json(json!({"data": items}))).into_response()
+    let status = if failed {
+        StatusCode::ACCEPTED
+    } else {
+        success
+    };
+    let mut body = Map::new();
+    body.insert("data".to_owned(), Value::Array(items));
+    (status, Json(body)).into_response()
 }
 
 /// Checks a record about to be written; the error item when it fails.
-fn check(inner: &mut Inner, module: &str, record: &Map<String, Value>, creating: bool) -> Option<Value> {
+fn check(
+    inner: &mut Inner,
+    module: &str,
+    record: &Map<String, Value>,
+    creating: bool,
+) -> Option<Value> {
     if let Some(code) = inner.faults.record_errors.pop_front() {
         let details = match code.as_str() {
             "MANDATORY_NOT_FOUND" => json!({"api_name": "Last_Name"}),
@@ -112,7 +125,10 @@ fn check(inner: &mut Inner, module: &str, record: &Map<String, Value>, creating:
             Some(_) => false,
         };
         if missing {
-            return Some(error_item("MANDATORY_NOT_FOUND", json!({"api_name": field})));
+            return Some(error_item(
+                "MANDATORY_NOT_FOUND",
+                json!({"api_name": field}),
+            ));
         }
     }
     if let Some(email) = record.get("Email")
@@ -126,7 +142,11 @@ fn check(inner: &mut Inner, module: &str, record: &Map<String, Value>, creating:
     None
 }
 
-fn records_of<'a>(inner: &'a mut Inner, org: &str, module: &str) -> &'a mut Vec<Map<String, Value>> {
+fn records_of<'a>(
+    inner: &'a mut Inner,
+    org: &str,
+    module: &str,
+) -> &'a mut Vec<Map<String, Value>> {
     inner
         .orgs
         .entry(org.to_owned())
@@ -136,39 +156,52 @@ fn records_of<'a>(inner: &'a mut Inner, org: &str, module: &str) -> &'a mut Vec<
         .or_default()
 }
 
-fn parse_body(body: &Bytes) -> Result<Map<String, Value>, Response> {
+/// A refused request's answer, boxed (responses are large).
+type Refusal = Box<Response>;
+
+fn parse_body(body: &Bytes) -> Result<Map<String, Value>, Refusal> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => Ok(object),
-        _ => Err(error(
+        _ => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "INVALID_DATA",
             "body",
             json!({}),
-        )),
+        ))),
     }
 }
 
-fn data_items(body: &Map<String, Value>) -> Result<Vec<Map<String, Value>>, Response> {
-    let items = body.get("data").and_then(Value::as_array).ok_or_else(|| {
-        error(
+fn data_items(body: &Map<String, Value>) -> Result<Vec<Map<String, Value>>, Refusal> {
+    let Some(items) = body.get("data").and_then(Value::as_array) else {
+        return Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "REQUIRED_PARAM_MISSING",
             "One of the expected parameter is missing",
             json!({"param": "data"}),
-        )
-    })?;
-    items
-        .iter()
-        .map(|item| {
-            item.as_object().cloned().ok_or_else(|| {
-                error(StatusCode::BAD_REQUEST, "INVALID_DATA", "invalid data", json!({}))
-            })
-        })
-        .collect()
+        )));
+    };
+    let mut records = Vec::new();
+    for item in items {
+        let Some(record) = item.as_object() else {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_DATA",
+                "invalid data",
+                json!({}),
+            )));
+        };
+        records.push(record.clone());
+    }
+    Ok(records)
 }
 
 /// Merges `changes` into `record`, counting a status change.
-fn merge(inner: &mut Inner, status_field: &str, record: &mut Map<String, Value>, changes: Map<String, Value>) {
+fn merge(
+    inner: &mut Inner,
+    status_field: &str,
+    record: &mut Map<String, Value>,
+    changes: Map<String, Value>,
+) {
     if let Some(status) = changes.get(status_field)
         && record.get(status_field) != Some(status)
     {
@@ -208,7 +241,7 @@ pub(super) async fn update(
     }
     let body = match parse_body(&body).and_then(|body| data_items(&body)) {
         Ok(items) => items,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let status_field = state.config().status_field.clone();
     let mut inner = state.lock();
@@ -244,7 +277,7 @@ pub(super) async fn create(
     }
     let items = match parse_body(&body).and_then(|body| data_items(&body)) {
         Ok(items) => items,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let mut inner = state.lock();
     let mut answers = Vec::new();
@@ -317,7 +350,10 @@ fn field_text(value: Option<&Value>) -> Option<String> {
 }
 
 /// Splits a criteria expression into conditions and its connector; `None` when unreadable.
-fn conditions(criteria: &str) -> Option<(Vec<(String, String, String)>, &'static str)> {
+/// `(field, operator, value)`.
+type Condition = (String, String, String);
+
+fn conditions(criteria: &str) -> Option<(Vec<Condition>, &'static str)> {
     let mut conditions = Vec::new();
     let mut connectors = Vec::new();
     let mut chars = criteria.trim().chars().peekable();
@@ -339,7 +375,11 @@ fn conditions(criteria: &str) -> Option<(Vec<(String, String, String)>, &'static
             let mut parts = condition.splitn(3, ':');
             let (field, operator, value) = (parts.next()?, parts.next()?, parts.next()?);
             conditions.push((field.to_owned(), operator.to_owned(), value.to_owned()));
-            let connector = between.trim().trim_matches(['(', ')']).trim().to_lowercase();
+            let connector = between
+                .trim()
+                .trim_matches(['(', ')'])
+                .trim()
+                .to_lowercase();
             if !connector.is_empty() {
                 connectors.push(connector);
             }
@@ -359,7 +399,7 @@ fn conditions(criteria: &str) -> Option<(Vec<(String, String, String)>, &'static
     Some((conditions, connector))
 }
 
-fn condition_holds(record: &Map<String, Value>, (field, operator, value): &(String, String, String)) -> bool {
+fn condition_holds(record: &Map<String, Value>, (field, operator, value): &Condition) -> bool {
     let Some(stored) = field_text(record.get(field)) else {
         return false;
     };
@@ -397,17 +437,25 @@ pub(super) async fn search(
         records
             .iter()
             .filter(|record| {
-                field_text(record.get("Email")).is_some_and(|stored| stored.eq_ignore_ascii_case(email))
+                field_text(record.get("Email"))
+                    .is_some_and(|stored| stored.eq_ignore_ascii_case(email))
             })
             .collect()
     } else if let Some(criteria) = query.get("criteria") {
         let Some((conditions, connector)) = conditions(criteria) else {
-            return error(StatusCode::BAD_REQUEST, "INVALID_QUERY", "invalid query formed", json!({}));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY",
+                "invalid query formed",
+                json!({}),
+            );
         };
         records
             .iter()
             .filter(|record| {
-                let mut holds = conditions.iter().map(|condition| condition_holds(record, condition));
+                let mut holds = conditions
+                    .iter()
+                    .map(|condition| condition_holds(record, condition));
                 if connector == "and" {
                     holds.all(|holds| holds)
                 } else {
@@ -420,9 +468,11 @@ pub(super) async fn search(
         records
             .iter()
             .filter(|record| {
-                record
-                    .values()
-                    .any(|value| value.as_str().is_some_and(|text| text.to_lowercase().contains(&word)))
+                record.values().any(|value| {
+                    value
+                        .as_str()
+                        .is_some_and(|text| text.to_lowercase().contains(&word))
+                })
             })
             .collect()
     } else {
@@ -453,14 +503,21 @@ pub(super) async fn upsert(
     if !MODULES.contains(&module.as_str()) {
         return invalid_module();
     }
-    let (body, items) = match parse_body(&body).and_then(|body| data_items(&body).map(|items| (body, items))) {
-        Ok(parsed) => parsed,
-        Err(response) => return response,
-    };
+    let (body, items) =
+        match parse_body(&body).and_then(|body| data_items(&body).map(|items| (body, items))) {
+            Ok(parsed) => parsed,
+            Err(response) => return *response,
+        };
     let check_fields: Vec<String> = body
         .get("duplicate_check_fields")
         .and_then(Value::as_array)
-        .map(|fields| fields.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|fields| {
+            fields
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_else(|| vec!["Email".to_owned()]);
     let status_field = state.config().status_field.clone();
     let mut inner = state.lock();
@@ -469,15 +526,17 @@ pub(super) async fn upsert(
     for record in items {
         let existing = check_fields.iter().find_map(|field| {
             let wanted = field_text(record.get(field))?;
-            let position = records_of(&mut inner, &org, &module).iter().position(|known| {
-                field_text(known.get(field)).is_some_and(|stored| {
-                    if matches!(field.as_str(), "Phone" | "Mobile") {
-                        same_phone(&stored, &wanted)
-                    } else {
-                        stored.eq_ignore_ascii_case(&wanted)
-                    }
-                })
-            })?;
+            let position = records_of(&mut inner, &org, &module)
+                .iter()
+                .position(|known| {
+                    field_text(known.get(field)).is_some_and(|stored| {
+                        if matches!(field.as_str(), "Phone" | "Mobile") {
+                            same_phone(&stored, &wanted)
+                        } else {
+                            stored.eq_ignore_ascii_case(&wanted)
+                        }
+                    })
+                })?;
             Some((field.clone(), position))
         });
         if let Some(failure) = check(&mut inner, &module, &record, existing.is_none()) {
@@ -498,7 +557,10 @@ pub(super) async fn upsert(
                 let id = next_id(&mut inner);
                 created.insert("id".to_owned(), json!(id));
                 stamp(&mut created, true);
-                if created.get(&status_field).is_some_and(|status| !status.is_null()) {
+                if created
+                    .get(&status_field)
+                    .is_some_and(|status| !status.is_null())
+                {
                     inner.counters.status_changes += 1;
                 }
                 inner.counters.records_written += 1;
@@ -508,7 +570,14 @@ pub(super) async fn upsert(
             }
         }
     }
-    write_answer(answers, if any_insert { StatusCode::CREATED } else { StatusCode::OK })
+    write_answer(
+        answers,
+        if any_insert {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+    )
 }
 
 pub(super) async fn tags(
@@ -530,7 +599,7 @@ pub(super) async fn tags(
     }
     let body = match parse_body(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let names: Option<Vec<String>> = body.get("tags").and_then(Value::as_array).map(|tags| {
         tags.iter()
@@ -558,7 +627,11 @@ pub(super) async fn tags(
         .iter()
         .position(|record| record["id"] == id.as_str());
     let Some(position) = position else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"data": [unknown_id(&id)]}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"data": [unknown_id(&id)]})),
+        )
+            .into_response();
     };
     let mut record = records_of(&mut inner, &org, &module)[position].clone();
     let mut tags: Vec<Value> = record
@@ -633,7 +706,12 @@ pub(super) async fn related(
     let mut notes: Vec<Map<String, Value>> = state
         .records(&org, "Notes")
         .into_iter()
-        .filter(|note| note.get("Parent_Id").and_then(|parent| parent.get("id")).and_then(Value::as_str) == Some(id.as_str()))
+        .filter(|note| {
+            note.get("Parent_Id")
+                .and_then(|parent| parent.get("id"))
+                .and_then(Value::as_str)
+                == Some(id.as_str())
+        })
         .collect();
     if notes.is_empty() {
         return StatusCode::NO_CONTENT.into_response();

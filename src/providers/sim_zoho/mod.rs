@@ -258,7 +258,11 @@ impl ZohoSimState {
 
     fn mint(&self, inner: &mut Inner, org: &str) -> String {
         inner.next_id += 1;
-        let token = format!("1000.sim{:x}.{}", inner.next_id, uuid::Uuid::new_v4().simple());
+        let token = format!(
+            "1000.sim{:x}.{}",
+            inner.next_id,
+            uuid::Uuid::new_v4().simple()
+        );
         let lifetime = chrono::Duration::from_std(self.config.access_token_lifetime)
             .unwrap_or(chrono::Duration::MAX);
         let expiry = Utc::now()
@@ -400,17 +404,19 @@ async fn gate(State(state): State<ZohoSimState>, request: Request, next: Next) -
     let (parts, body) = response.into_parts();
     let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
     recorded.status = parts.status.as_u16();
-    recorded.response = serde_json::from_slice(&bytes).ok().map(|mut answer: Value| {
-        // Token answers carry tokens: the record keeps their shape, not their values.
-        if let Some(object) = answer.as_object_mut() {
-            for (name, value) in object.iter_mut() {
-                if SECRET_FIELDS.contains(&name.as_str()) {
-                    *value = json!("[redacted]");
+    recorded.response = serde_json::from_slice(&bytes)
+        .ok()
+        .map(|mut answer: Value| {
+            // Token answers carry tokens: the record keeps their shape, not their values.
+            if let Some(object) = answer.as_object_mut() {
+                for (name, value) in object.iter_mut() {
+                    if SECRET_FIELDS.contains(&name.as_str()) {
+                        *value = json!("[redacted]");
+                    }
                 }
             }
-        }
-        answer
-    });
+            answer
+        });
     let mut inner = state.lock();
     match parts.status {
         StatusCode::TOO_MANY_REQUESTS => inner.counters.rate_limited += 1,
@@ -451,7 +457,12 @@ async fn admit(state: &ZohoSimState, mut request: Request, next: Next) -> Respon
         }
     };
     let Some(org) = org else {
-        return error(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "invalid oauth token", json!({}));
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_TOKEN",
+            "invalid oauth token",
+            json!({}),
+        );
     };
     {
         let mut inner = state.lock();
@@ -490,7 +501,12 @@ impl Drop for InFlight {
 fn forced_answer(status: u16) -> Response {
     match status {
         429 => too_many_requests(),
-        401 => error(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", "invalid oauth token", json!({})),
+        401 => error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_TOKEN",
+            "invalid oauth token",
+            json!({}),
+        ),
         other => error(
             StatusCode::from_u16(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             "INTERNAL_ERROR",
@@ -516,11 +532,9 @@ fn too_many_requests() -> Response {
 
 /// Zoho's `API_Exception` envelope.
 fn error(status: StatusCode, code: &str, message: &str, details: Value) -> Response {
-    (
-        status,
-        Json(json!({"code": code, "details": details, "message": message, "status": "error"})),
-    )
-        .into_response()
+    let mut body = json!({"code": code, "message": message, "status": "error"});
+    body["details"] = details;
+    (status, Json(body)).into_response()
 }
 
 /// Names of form fields whose values are secrets.
