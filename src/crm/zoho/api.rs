@@ -413,7 +413,10 @@ mod tests {
     use serde_json::json;
 
     fn fields(value: Value) -> Map<String, Value> {
-        value.as_object().cloned().unwrap_or_default()
+        match value {
+            Value::Object(fields) => fields,
+            _ => Map::new(),
+        }
     }
 
     #[test]
