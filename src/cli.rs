@@ -43,7 +43,8 @@ pub enum Command {
     /// CRM and accounts, custom) on one port with their fixed demo credentials, for demos and
     /// local runs; never production. `simulate twilio` serves the Twilio simulator alone,
     /// `simulate elevenlabs` the ElevenLabs Agents simulator alone, `simulate gohighlevel` the
-    /// HighLevel simulator alone.
+    /// HighLevel simulator alone, `simulate zoho` the Zoho simulator (CRM, accounts, Bookings)
+    /// alone.
     Simulate {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8090", global = true)]
@@ -104,6 +105,9 @@ pub enum SimulateVendor {
     /// opportunities, calendars, conversations, OAuth) with its demo location and token.
     #[command(name = "gohighlevel")]
     GoHighLevel(GoHighLevelSimArgs),
+    /// Serve only the Zoho simulator: accounts (token grants), CRM v8 records, tags, notes,
+    /// calls and deals, and Zoho Bookings, with the simulators' demo app and refresh token.
+    Zoho,
 }
 
 /// How `caller simulate gohighlevel` behaves.

@@ -160,6 +160,21 @@ fn check_keyword(
                 }
             }
         }
+        "minLength" | "maxLength" => {
+            if let (Some(limit), Some(text)) = (arg.as_u64(), instance.as_str()) {
+                let length = text.chars().count() as u64;
+                let ok = if keyword == "minLength" {
+                    length >= limit
+                } else {
+                    length <= limit
+                };
+                if !ok {
+                    errors.push(format!(
+                        "{path}: {length} characters violates {keyword} {limit}"
+                    ));
+                }
+            }
+        }
         "minimum" | "maximum" => {
             if let (Some(limit), Some(number)) = (arg.as_f64(), instance.as_f64()) {
                 let ok = if keyword == "minimum" {
@@ -169,19 +184,6 @@ fn check_keyword(
                 };
                 if !ok {
                     errors.push(format!("{path}: {number} violates {keyword} {limit}"));
-                }
-            }
-        }
-        "minLength" | "maxLength" => {
-            if let (Some(limit), Some(text)) = (arg.as_u64(), instance.as_str()) {
-                let len = text.chars().count() as u64;
-                let ok = if keyword == "minLength" {
-                    len >= limit
-                } else {
-                    len <= limit
-                };
-                if !ok {
-                    errors.push(format!("{path}: length {len} violates {keyword} {limit}"));
                 }
             }
         }

@@ -143,10 +143,26 @@ async fn simulate(
             state.set_latency(Duration::from_millis(args.latency_ms));
             ("gohighlevel simulator", sim_gohighlevel::router(state))
         }
+        Some(SimulateVendor::Zoho) => ("zoho simulator", zoho_router(&accounts)),
     };
     eprintln!("caller: {what} on http://{listen}");
     axum::serve(listener, router).await?;
     Ok(())
+}
+
+/// The Zoho simulator with one demo org, reached with the demo credentials' Zoho app and
+/// refresh token.
+/// NOTE: not merged into the combined simulator: `sim` already answers Zoho's healthcheck,
+/// record and token paths there, and axum refuses overlapping routes.
+fn zoho_router(accounts: &crate::providers::sim::SimAccounts) -> axum::Router {
+    use crate::providers::sim_zoho::{ZohoSimConfig, ZohoSimState, router};
+    let state = ZohoSimState::new(ZohoSimConfig {
+        client_id: accounts.zoho_client_id.clone(),
+        client_secret: accounts.zoho_client_secret.clone(),
+        ..ZohoSimConfig::default()
+    });
+    state.add_org("60012345678", &accounts.zoho_refresh_token);
+    router(state)
 }
 
 /// The agent id of the demo client (`scripts/demo-tenant.json`).

@@ -20,6 +20,7 @@ pub mod conformance;
 pub mod crms;
 pub mod custom;
 pub mod gohighlevel;
+pub mod zoho;
 
 use std::collections::BTreeMap;
 

@@ -38,6 +38,7 @@ pub mod sim_custom_crm;
 pub mod sim_elevenlabs;
 pub mod sim_gohighlevel;
 pub mod sim_twilio;
+pub mod sim_zoho;
 pub mod telephony;
 pub mod tenant_secret;
 pub mod twilio;

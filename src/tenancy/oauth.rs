@@ -158,11 +158,70 @@ where
     E: std::fmt::Display,
 {
     let skew = chrono::Duration::from_std(skew).unwrap_or(chrono::Duration::MAX);
+    token_set_when(store, keyring, tenant, kind, refresh, |stored| {
+        stored.is_fresh(Utc::now(), skew)
+    })
+    .await
+}
+
+/// [`token_set`] after the vendor refused `rejected` (a 401 before the token's expiry): the
+/// stored token is used only when it is no longer `rejected` and valid for longer than
+/// `skew` (another request or process refreshed meanwhile); otherwise it is refreshed, under
+/// the same lock, so many requests refused at once refresh once.
+pub async fn token_set_after_rejection<F, Fut, E>(
+    store: &Store,
+    keyring: &Keyring,
+    tenant: TenantId,
+    kind: &str,
+    skew: Duration,
+    rejected: &Secret<String>,
+    refresh: F,
+) -> Result<AccessToken, OAuthError>
+where
+    F: FnOnce(Secret<String>) -> Fut,
+    Fut: Future<Output = Result<TokenSet, E>>,
+    E: std::fmt::Display,
+{
+    let skew = chrono::Duration::from_std(skew).unwrap_or(chrono::Duration::MAX);
+    token_set_when(store, keyring, tenant, kind, refresh, |stored| {
+        stored.access_token.expose() != rejected.expose() && stored.is_fresh(Utc::now(), skew)
+    })
+    .await
+}
+
+/// Returns the stored token set as it is, without refreshing it (e.g. for the fields a
+/// refresh needs, such as the accounts server of Zoho's data center).
+pub async fn stored_token_set(
+    store: &Store,
+    keyring: &Keyring,
+    tenant: TenantId,
+    kind: &str,
+) -> Result<AccessToken, OAuthError> {
+    let mut transaction = store.begin_tenant(tenant).await?;
+    let stored = credentials::get(&mut transaction, tenant, kind).await?;
+    transaction.rollback().await?;
+    Ok(read(keyring, tenant, kind, stored)?.into_access_token())
+}
+
+/// Returns the stored token set when `usable` says so, else refreshes it under the lock.
+async fn token_set_when<F, Fut, E>(
+    store: &Store,
+    keyring: &Keyring,
+    tenant: TenantId,
+    kind: &str,
+    refresh: F,
+    usable: impl Fn(&StoredTokens) -> bool,
+) -> Result<AccessToken, OAuthError>
+where
+    F: FnOnce(Secret<String>) -> Fut,
+    Fut: Future<Output = Result<TokenSet, E>>,
+    E: std::fmt::Display,
+{
     let mut transaction = store.begin_tenant(tenant).await?;
     let stored = credentials::get(&mut transaction, tenant, kind).await?;
     transaction.rollback().await?;
     let stored = read(keyring, tenant, kind, stored)?;
-    if stored.is_fresh(Utc::now(), skew) {
+    if usable(&stored) {
         return Ok(stored.into_access_token());
     }
 
@@ -172,7 +231,7 @@ where
     // also keeps a management write from landing between this read and the write below.
     let locked = credentials::get_for_update(&mut transaction, tenant, kind).await?;
     let stored = read(keyring, tenant, kind, locked)?;
-    if stored.is_fresh(Utc::now(), skew) {
+    if usable(&stored) {
         transaction.rollback().await?;
         return Ok(stored.into_access_token());
     }
