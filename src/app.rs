@@ -141,6 +141,7 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
         keyring.clone(),
         Duration::from_secs(settings.tenancy.cache_ttl_secs),
     );
+    let integrations = crate::integrations::build(&settings, &store, &directory, keyring.as_ref());
     let runtime = Runtime {
         bus: bus.clone(),
         store: store.clone(),
@@ -153,8 +154,8 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
             converse: settings.converse.clone(),
             crm_sync: settings.crm_sync.clone(),
         },
-        calendars: crate::integrations::calendars(&settings, &store, &directory, keyring.as_ref()),
-        crms: crate::integrations::crms(&settings, &store, &directory, keyring.as_ref()),
+        calendars: integrations.calendars,
+        crms: integrations.crms,
         directory: directory.clone(),
         zoho: keyring.clone().map(|keyring| {
             Arc::new(ZohoRecords::new(
