@@ -753,6 +753,7 @@ async fn the_openapi_document_parses_and_lists_every_route() {
         "POST /v1/clients/{client_id}/blocklist",
         "DELETE /v1/clients/{client_id}/blocklist/{list}/{phone}",
         "GET /v1/clients/{client_id}/dead-letters",
+        "GET /v1/clients/{client_id}/alerts",
         "GET /v1/clients/{client_id}/calls",
         "GET /v1/clients/{client_id}/calls/{call_id}",
         "GET /v1/clients/{client_id}",

@@ -57,6 +57,24 @@ pub struct CrmSync {
     settings: CrmSyncSettings,
 }
 
+impl CrmSync {
+    /// Builds the stage from its parts (the runner uses [`Stage::build`]).
+    #[must_use]
+    pub const fn new(
+        store: Store,
+        directory: Directory,
+        crms: Crms,
+        settings: CrmSyncSettings,
+    ) -> Self {
+        Self {
+            store,
+            directory,
+            crms,
+            settings,
+        }
+    }
+}
+
 impl Stage for CrmSync {
     const NAME: &'static str = "crm_sync";
     type Input = CallOutcome;
