@@ -390,3 +390,99 @@ async fn a_cached_slot_list_is_dropped_when_this_process_books() {
     assert_ne!(after[0], before[0]);
     db.drop_database().await;
 }
+
+/// A tenant whose calendar is its HighLevel location's, on a simulator.
+async fn highlevel_tenant(
+    db: &TestDatabase,
+) -> (
+    TenantId,
+    Calendars,
+    caller::providers::sim_gohighlevel::GoHighLevelSimState,
+    tokio::task::JoinHandle<()>,
+) {
+    use caller::providers::sim_gohighlevel::{GoHighLevelSimState, spawn};
+    let keyring = Arc::new(Keyring::from_parts("k1", [("k1", [7u8; 32])]).unwrap());
+    let sim = GoHighLevelSimState::new("client", "secret");
+    let (addr, task) = spawn(sim.clone()).await;
+    let seed = sim.add_location("locBooking0000000001", ZONE);
+    sim.add_private_token(&seed.location_id, "pit-booking");
+    let request = serde_json::from_value(json!({
+        "slug": "highlevel-booking",
+        "name": "Booking Dental",
+        "timezone": ZONE.name(),
+        "configuration": {"crm": "gohighlevel", "calendar": "crm", "providers": {"gohighlevel": {
+            "base_url": format!("http://{addr}"),
+            "location_id": seed.location_id,
+            "calendar_id": seed.calendar_id,
+        }}},
+        "credentials": {"gohighlevel.private_token": {"value": "pit-booking"}},
+    }))
+    .unwrap();
+    let mut tx = db.store.begin_platform().await.unwrap();
+    let client = service::onboard(&mut tx, &Actor::operator("test"), &keyring, request)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let directory = Directory::new(
+        db.store.clone(),
+        Some(Arc::clone(&keyring)),
+        Duration::from_secs(60),
+    );
+    let adapter = Arc::new(caller::crm::gohighlevel::GoHighLevel::new(
+        db.store.clone(),
+        directory.clone(),
+        keyring,
+        caller::settings::GoHighLevelSettings::default(),
+    ));
+    let calendars = Calendars::new(db.store.clone(), directory).with("gohighlevel", adapter);
+    (client.id, calendars, sim, task)
+}
+
+#[tokio::test]
+async fn a_hundred_agents_booking_one_highlevel_slot_make_one_appointment_there() {
+    let db = TestDatabase::create().await;
+    let (tenant, calendars, sim, _task) = highlevel_tenant(&db).await;
+    let tools = tools(&db, Arc::new(calendars.clone()));
+    let query = SlotQuery::new(
+        next_monday(),
+        next_monday() + TimeDelta::days(7),
+        1,
+        ZONE,
+        Utc::now(),
+    )
+    .unwrap();
+    let slot = calendars.free_slots(tenant, query).await.unwrap()[0].clone();
+    let scopes = callers(&db, tenant, 100).await;
+
+    let answers = book_concurrently(&tools, &scopes, slot.starts_at).await;
+
+    let booked = answers
+        .iter()
+        .filter(|answer| answer["booked"] == true)
+        .count();
+    assert_eq!(booked, 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|answer| answer["booked"] != true)
+            .all(|answer| answer["alternatives"]
+                .as_array()
+                .is_some_and(|slots| !slots.is_empty())),
+        "every other agent is offered alternatives: {answers:?}"
+    );
+    // One appointment at the vendor, one row in our ledger.
+    assert_eq!(sim.counters().appointments_booked, 1);
+    assert_eq!(booked_in_slot(&db, tenant, slot.starts_at).await, 1);
+    // The winner asking again (a retried tool call) gets the same appointment, not a second.
+    let winner = answers
+        .iter()
+        .position(|answer| answer["booked"] == true)
+        .unwrap();
+    let again = book_concurrently(&tools, &scopes[winner..=winner], slot.starts_at).await;
+    assert_eq!(
+        again[0]["appointment_id"],
+        answers[winner]["appointment_id"]
+    );
+    assert_eq!(sim.counters().appointments_booked, 1);
+    db.drop_database().await;
+}

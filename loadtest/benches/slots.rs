@@ -173,7 +173,13 @@ async fn main() {
     let warm = measure(&warm_tools, &scope, calls).await;
     let warm_requests = sim.requests().len() - requests_before;
 
-    let ms = |duration: Duration| format!("{:.1} ms", duration.as_secs_f64() * 1000.0);
+    let ms = |duration: Duration| {
+        if duration < Duration::from_millis(1) {
+            format!("{} µs", duration.as_micros())
+        } else {
+            format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+        }
+    };
     println!(
         "get_available_slots, vendor latency {vendor_ms} ms (HighLevel simulator), one call at a time"
     );

@@ -7,8 +7,9 @@
 //! agent tells the caller.
 //!
 //! Booking an external calendar, in one transaction:
-//! 1. take the advisory lock of (tenant, calendar, start), so our own concurrent bookings of
-//!    one slot queue up instead of racing at the vendor;
+//! 1. queue behind this process's other bookings of the slot (in memory), then take the
+//!    advisory lock of (tenant, calendar, start), so our own concurrent bookings of one slot,
+//!    from any process, queue up instead of racing at the vendor;
 //! 2. answer the booking this request (or this lead, for this slot) already made;
 //! 3. refuse a slot our ledger already holds a booking in;
 //! 4. re-check the slot at the source (it may have been taken outside the platform);
@@ -47,6 +48,25 @@ pub struct Calendars {
     schedule: StaticSchedule,
     external: Vec<(&'static str, Arc<dyn Calendar>)>,
     cache: SlotCache,
+    slot_locks: SlotLocks,
+}
+
+/// One in-process queue per slot being booked, dropped when nobody waits.
+#[derive(Clone, Debug, Default)]
+struct SlotLocks {
+    held: Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl SlotLocks {
+    fn lock(&self, key: i64) -> Arc<tokio::sync::Mutex<()>> {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Forget queues nobody holds or waits for (only the map refers to them).
+        held.retain(|_, queue| Arc::strong_count(queue) > 1);
+        Arc::clone(held.entry(key).or_default())
+    }
 }
 
 impl std::fmt::Debug for Calendars {
@@ -80,6 +100,7 @@ impl Calendars {
             directory,
             external: Vec::new(),
             cache: SlotCache::new(DEFAULT_CACHE_TTL, DEFAULT_CACHE_ENTRIES),
+            slot_locks: SlotLocks::default(),
         }
     }
 
@@ -145,9 +166,16 @@ impl Calendars {
         request: BookingRequest,
     ) -> Result<Booked, BookingError> {
         let tenant = request.tenant;
+        let key = slot_lock(tenant, name, request.starts_at);
+        // Queue this process's bookings of the slot in memory first: a waiter holding a pooled
+        // connection while it waits for the advisory lock could starve the holder of the
+        // connections it needs, so at most one booking per process and slot waits in
+        // PostgreSQL (for other processes' bookings).
+        let local = self.slot_locks.lock(key);
+        let _local = local.lock().await;
         let mut tx = self.store.begin_tenant(tenant).await.map_err(failed)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(slot_lock(tenant, name, request.starts_at))
+            .bind(key)
             .execute(&mut *tx)
             .await
             .map_err(failed)?;
@@ -177,10 +205,12 @@ impl Calendars {
                 "someone else just booked it".to_owned(),
             ));
         }
+        // A day's range, not a minute's: calendars that only list slots ending inside the
+        // range would otherwise answer nothing.
         let recheck = SlotQuery {
             from: request.starts_at,
-            to: request.starts_at + TimeDelta::minutes(1),
-            limit: 1,
+            to: request.starts_at + TimeDelta::days(1),
+            limit: 50,
             zone: request.zone,
         };
         let free = calendar.free_slots(tenant, recheck).await?;
