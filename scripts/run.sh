@@ -38,6 +38,8 @@ fi
 export CALLER__ZOHO__ACCOUNTS_URL=${CALLER__ZOHO__ACCOUNTS_URL:-http://127.0.0.1:$sim_port}
 export CALLER__ZOHO__CLIENT_ID=${CALLER__ZOHO__CLIENT_ID:-1000.SIMCLIENTID}
 export CALLER__ZOHO__CLIENT_SECRET=${CALLER__ZOHO__CLIENT_SECRET:-sim-zoho-client-secret}
+# CRM notes written by crm_sync link to the call in the management API.
+export CALLER__CRM_SYNC__APP_BASE_URL=${CALLER__CRM_SYNC__APP_BASE_URL:-http://127.0.0.1:8080}
 
 # A demo tenant, once per machine: `demo-dental`, with webhook secrets and a `calls:write` API
 # key generated here and kept in $CALLER_STATE_DIR (mode 600); docs/ingress.md uses them.
