@@ -312,3 +312,18 @@ async fn an_outage_is_retried_not_dead_lettered() {
     );
     harness.db.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_call_we_cancelled_before_the_answer_writes_nothing() {
+    let harness = Harness::start().await;
+    let mut outcome = harness.settled_call().await;
+    outcome.payload.outcome = Outcome::Cancelled;
+
+    harness.deliver(&outcome).await.unwrap();
+
+    let counters = harness.sim.counters();
+    assert_eq!(counters.notes_written, 0, "{counters:?}");
+    assert!(counters.field_changes.is_empty(), "{counters:?}");
+    assert_eq!(counters.tags_added, 0, "{counters:?}");
+    harness.db.drop_database().await;
+}

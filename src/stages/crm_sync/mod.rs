@@ -2,7 +2,8 @@
 //! one note with the summary, bookings and recording link, custom fields, the pipeline stage,
 //! and the call log.
 //!
-//! - Consumes: `call.outcome` (`calls.outcome.<tenant>` on `CALLS`). An answered call's
+//! - Consumes: `call.outcome` (`calls.outcome.<tenant>` on `CALLS`); a call we cancelled
+//!   before it was answered writes nothing. An answered call's
 //!   conversation usually ends a moment after Twilio reports the call completed: the stage
 //!   waits for it (retrying every few seconds, for at most [`CONVERSATION_GRACE`]) so the note
 //!   carries the conversation, the bookings the agent made and the changes it asked for.
@@ -29,6 +30,7 @@ use serde_json::json;
 use super::{Stage, StageContext};
 use crate::bus::envelope::Envelope;
 use crate::bus::runner::Runtime;
+use crate::calls::state::Outcome;
 use crate::crm::{
     CallLog, CallLogged, ContactDraft, ContactId, ContactLookup, Crm, Crms, FieldUpdate, Note,
     ProviderError,
@@ -98,6 +100,10 @@ impl Stage for CrmSync {
         cx: &mut StageContext<'_>,
     ) -> Result<(), StageError> {
         let tenant = input.meta.tenant_id;
+        // We cancelled the call before anyone answered: nothing happened the CRM should hear of.
+        if input.payload.outcome == Outcome::Cancelled {
+            return Ok(());
+        }
         let crm = match self.crms.of(tenant).await {
             Ok(Some(crm)) => crm,
             // No CRM: nothing to write.
