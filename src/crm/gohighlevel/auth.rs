@@ -14,10 +14,8 @@ use reqwest::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::{Account, GoHighLevel, ProviderError, Session};
-use crate::crypto;
 use crate::ids::TenantId;
 use crate::secret::Secret;
-use crate::store::credentials;
 use crate::tenancy::audit::Actor;
 use crate::tenancy::oauth::{self, OAuthError, TokenSet};
 use crate::tenancy::service::{self, CredentialInput};
@@ -121,58 +119,39 @@ impl GoHighLevel {
             Arc::clone(gates.entry(account.tenant).or_default())
         };
         let _turn = gate.lock().await;
-        let skew = Duration::from_secs(self.settings.refresh_skew_secs);
-        let current = oauth::access_token(
+        // The shared refresh of a refused token: the stored one is used when another request
+        // or process already replaced it, else it is refreshed once under the refresh lock.
+        let fresh = oauth::token_set_after_rejection(
             &self.store,
             &self.keyring,
             account.tenant,
             OAUTH_KIND,
-            skew,
+            Duration::from_secs(self.settings.refresh_skew_secs),
+            rejected,
             |refresh_token| self.refresh(account, refresh_token),
         )
         .await
         .map_err(oauth_error)?;
-        if current.expose() != rejected.expose() {
-            return Ok(Some(Credential::OAuth(current)));
-        }
-        // The stored token is the rejected one: refresh whatever its expiry says.
-        let fresh = oauth::access_token(
-            &self.store,
-            &self.keyring,
-            account.tenant,
-            OAUTH_KIND,
-            Duration::MAX,
-            |refresh_token| self.refresh(account, refresh_token),
-        )
-        .await
-        .map_err(oauth_error)?;
-        Ok(Some(Credential::OAuth(fresh)))
+        Ok(Some(Credential::OAuth(fresh.access_token)))
     }
 
     async fn private_token(
         &self,
         tenant: TenantId,
     ) -> Result<Option<Secret<String>>, ProviderError> {
-        let mut transaction = self
-            .store
-            .begin_tenant(tenant)
-            .await
-            .map_err(|error| database(&error))?;
-        let sealed = credentials::get(&mut transaction, tenant, PRIVATE_TOKEN_KIND)
-            .await
-            .map_err(|error| database(&error))?;
-        transaction
-            .rollback()
-            .await
-            .map_err(|error| database(&error))?;
-        let Some(sealed) = sealed else {
-            return Ok(None);
-        };
-        crypto::open(&self.keyring, tenant, PRIVATE_TOKEN_KIND, &sealed.sealed)
-            .map(|token| Some(token).filter(|token| !token.expose().is_empty()))
-            .map_err(|error| ProviderError::Unauthorized {
-                reason: format!("`{PRIVATE_TOKEN_KIND}` credential: {error}"),
-            })
+        let token = crate::providers::tenant_secret::open(
+            &self.store,
+            &self.keyring,
+            tenant,
+            PRIVATE_TOKEN_KIND,
+        )
+        .await
+        .map_err(|error| match error {
+            // A token that does not open cannot authenticate: the tenant must set it again.
+            ProviderError::Invalid { reason } => ProviderError::Unauthorized { reason },
+            other => other,
+        })?;
+        Ok(token.filter(|token| !token.expose().is_empty()))
     }
 
     /// `POST /oauth/token` with the refresh grant. Error texts never carry a token; they start
