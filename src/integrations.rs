@@ -21,22 +21,12 @@ use crate::tenancy::directory::Directory;
 
 /// Every adapter, built once: HighLevel and Zoho serve both as CRM and as calendar, so the two
 /// share one instance (one rate limiter, one token cache per tenant).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Integrations {
     /// Every tenant's calendar.
     pub calendars: Calendars,
     /// Every tenant's CRM.
     pub crms: Crms,
-}
-
-impl std::fmt::Debug for Integrations {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Integrations")
-            .field("calendars", &self.calendars)
-            .field("crms", &self.crms)
-            .finish()
-    }
 }
 
 /// Builds every adapter this process can run.
@@ -51,7 +41,7 @@ pub fn build(
         settings.booking.slot_cache_ttl(),
         settings.booking.slot_cache_entries,
     ));
-    let crms = Crms::new(directory.clone());
+    let crms = Crms::new();
     let Some(keyring) = keyring else {
         return Integrations { calendars, crms };
     };

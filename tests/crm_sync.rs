@@ -99,7 +99,7 @@ impl Harness {
             keyring,
             GoHighLevelSettings::default(),
         ));
-        let crms = Crms::new(directory.clone()).with(CrmKind::Gohighlevel, adapter.clone());
+        let crms = Crms::new().with(CrmKind::Gohighlevel, adapter.clone());
         let stage = CrmSync::new(
             db.store.clone(),
             directory,

@@ -95,7 +95,7 @@ impl Runtime {
         let directory = Directory::new(store.clone(), None, ttl);
         Self {
             calendars: crate::booking::Calendars::new(store.clone(), directory.clone()),
-            crms: crate::crm::Crms::new(directory.clone()),
+            crms: crate::crm::Crms::new(),
             directory,
             bus,
             store,

@@ -2,15 +2,12 @@
 
 use std::sync::Arc;
 
-use super::{Crm, ProviderError};
-use crate::ids::TenantId;
+use super::Crm;
 use crate::tenancy::config::CrmKind;
-use crate::tenancy::directory::{Directory, LookupError};
 
-/// The process's CRM adapters, one per kind, chosen per tenant.
-#[derive(Clone)]
+/// The process's CRM adapters, one per kind; a tenant's is the one of its `crm`.
+#[derive(Clone, Default)]
 pub struct Crms {
-    directory: Directory,
     adapters: Vec<(CrmKind, Arc<dyn Crm>)>,
 }
 
@@ -27,11 +24,8 @@ impl std::fmt::Debug for Crms {
 impl Crms {
     /// No adapters yet: add them with [`Crms::with`].
     #[must_use]
-    pub fn new(directory: Directory) -> Self {
-        Self {
-            directory,
-            adapters: Vec::new(),
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Serves tenants whose `crm` is `kind` with `adapter`.
@@ -42,34 +36,12 @@ impl Crms {
         self
     }
 
-    /// The tenant's CRM; `None` when the tenant has none configured.
-    ///
-    /// # Errors
-    ///
-    /// The tenant is gone or the database failed (as [`ProviderError::Unavailable`] for a
-    /// database failure, so the caller retries), or no adapter serves its kind.
-    pub async fn of(&self, tenant: TenantId) -> Result<Option<Arc<dyn Crm>>, ProviderError> {
-        let snapshot = self
-            .directory
-            .existing(tenant)
-            .await
-            .map_err(|error| match error {
-                LookupError::Gone => ProviderError::Invalid {
-                    reason: error.to_string(),
-                },
-                LookupError::Database(_) => ProviderError::Unavailable {
-                    reason: error.to_string(),
-                },
-            })?;
-        let Some(kind) = snapshot.configuration.crm else {
-            return Ok(None);
-        };
+    /// The adapter serving tenants whose `crm` is `kind`, if this process has one.
+    #[must_use]
+    pub fn adapter(&self, kind: CrmKind) -> Option<Arc<dyn Crm>> {
         self.adapters
             .iter()
             .find(|(known, _)| *known == kind)
-            .map(|(_, adapter)| Some(Arc::clone(adapter)))
-            .ok_or_else(|| ProviderError::Invalid {
-                reason: format!("this build has no {kind:?} CRM adapter"),
-            })
+            .map(|(_, adapter)| Arc::clone(adapter))
     }
 }

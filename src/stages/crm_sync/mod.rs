@@ -42,7 +42,7 @@ use crate::ids::TenantId;
 use crate::settings::CrmSyncSettings;
 use crate::store::crm_writes::{self, Progress};
 use crate::store::{Store, alerts};
-use crate::tenancy::directory::Directory;
+use crate::tenancy::directory::{Directory, LookupError};
 use facts::CallFacts;
 
 /// How long after a call settles its conversation may still be ending.
@@ -104,13 +104,31 @@ impl Stage for CrmSync {
         if input.payload.outcome == Outcome::Cancelled {
             return Ok(());
         }
-        let crm = match self.crms.of(tenant).await {
-            Ok(Some(crm)) => crm,
-            // No CRM: nothing to write.
-            Ok(None) => return Ok(()),
-            Err(error) => return Err(self.classify(tenant, "crm", error).await),
+        let snapshot = self
+            .directory
+            .existing(tenant)
+            .await
+            .map_err(|error| match error {
+                LookupError::Gone => StageError::rejected(error.to_string()),
+                LookupError::Database(error) => error.into(),
+            })?;
+        // No CRM: nothing to write.
+        let Some(kind) = snapshot.configuration.crm else {
+            return Ok(());
         };
-        let provider = self.provider_name(tenant).await;
+        let provider = format!("{kind:?}").to_lowercase();
+        let Some(crm) = self.crms.adapter(kind) else {
+            let error = ProviderError::Invalid {
+                reason: format!("this build has no {provider} CRM adapter"),
+            };
+            return Err(self.classify(tenant, &provider, error).await);
+        };
+        let settings = snapshot
+            .configuration
+            .providers
+            .get(&provider)
+            .cloned()
+            .unwrap_or_default();
         let facts = CallFacts::load(cx.tx, tenant, &input.payload).await?;
         let still_ending = facts.conversation_open
             && Utc::now() - input.payload.ended_at
@@ -127,7 +145,7 @@ impl Stage for CrmSync {
             tenant,
             fact: format!("attempt:{}", input.payload.attempt_id.as_uuid()),
         };
-        match self.sync(&writer, &facts, &provider).await {
+        match self.sync(&writer, &facts, &settings).await {
             Ok(()) => {
                 alerts::resolve(&self.store, tenant, "crm_", &provider).await?;
                 facts::mark_lead_updates_synced(&self.store, tenant, &facts).await?;
@@ -187,18 +205,6 @@ impl Writer<'_> {
 }
 
 impl CrmSync {
-    async fn provider_name(&self, tenant: TenantId) -> String {
-        self.directory
-            .existing(tenant)
-            .await
-            .ok()
-            .and_then(|snapshot| snapshot.configuration.crm)
-            .map_or_else(
-                || "crm".to_owned(),
-                |kind| format!("{kind:?}").to_lowercase(),
-            )
-    }
-
     /// Turns a provider error into the runner's decision, raising the tenant alert for
     /// failures only the tenant can fix.
     async fn classify(&self, tenant: TenantId, provider: &str, error: ProviderError) -> StageError {
@@ -225,28 +231,15 @@ impl CrmSync {
         &self,
         writer: &Writer<'_>,
         facts: &CallFacts,
-        provider: &str,
+        settings: &serde_json::Value,
     ) -> Result<(), Failure> {
         let contact = self.contact(writer, facts).await?;
         let crm = writer.crm;
         let tenant = writer.tenant;
-        let snapshot =
-            self.directory
-                .existing(tenant)
-                .await
-                .map_err(|error| ProviderError::Unavailable {
-                    reason: error.to_string(),
-                })?;
-        let settings = snapshot
-            .configuration
-            .providers
-            .get(provider)
-            .cloned()
-            .unwrap_or_default();
 
         let update = FieldUpdate {
-            status: facts.status(&settings),
-            custom_fields: facts.custom_fields_with(&settings),
+            status: facts.status(settings),
+            custom_fields: facts.custom_fields_with(settings),
         };
         if !update.is_empty() {
             writer
@@ -260,7 +253,7 @@ impl CrmSync {
                 .await?;
         }
         self.note(writer, facts, &contact).await?;
-        if let Some(to) = facts.stage_move(&settings) {
+        if let Some(to) = facts.stage_move(settings) {
             writer
                 .set("stage", crm.move_stage(tenant, &contact, &to))
                 .await?;
