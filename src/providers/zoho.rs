@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use serde_json::{Map, Value};
@@ -31,7 +30,7 @@ use crate::tenancy::oauth::{self, OAuthError, TokenSet};
 /// The credential kind of a client's Zoho token set.
 pub const OAUTH_KIND: &str = "zoho.oauth";
 /// Where a client's records are read when nothing else says.
-const DEFAULT_API_DOMAIN: &str = "https://www.zohoapis.com";
+pub(crate) const DEFAULT_API_DOMAIN: &str = "https://www.zohoapis.com";
 /// A token expiring sooner than this is refreshed first.
 const REFRESH_SKEW: Duration = Duration::from_secs(300);
 
@@ -156,58 +155,13 @@ impl ZohoRecords {
     /// Exchanges the refresh token for a new access token. Error texts never carry a token;
     /// they start with `unavailable` when a retry may succeed.
     async fn refresh(&self, refresh_token: Secret<String>) -> Result<TokenSet, String> {
-        let (Some(client_id), Some(client_secret)) =
-            (&self.settings.client_id, &self.settings.client_secret)
-        else {
-            return Err(
-                "the platform's zoho app (zoho.client_id, zoho.client_secret) is not configured"
-                    .to_owned(),
-            );
-        };
-        let url = format!(
-            "{}/oauth/v2/token",
-            self.settings.accounts_url.trim_end_matches('/')
-        );
-        let response = self
-            .http
-            .post(url)
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token.expose().as_str()),
-                ("client_id", client_id.as_str()),
-                ("client_secret", client_secret.expose().as_str()),
-            ])
-            .send()
-            .await
-            .map_err(|error| format!("unavailable: {}", error.without_url()))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(format!("unavailable: status {}", status.as_u16()));
-        }
-        let Some(Value::String(access_token)) = body.get("access_token") else {
-            // Zoho answers 200 with {"error": "invalid_code"} for a revoked refresh token.
-            return Err(format!(
-                "zoho refused the refresh ({}): reconnect the client",
-                body.get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no access_token")
-            ));
-        };
-        let expires_in = body
-            .get("expires_in")
-            .and_then(Value::as_i64)
-            .unwrap_or(3_600);
-        let mut extra = Map::new();
-        if let Some(domain) = body.get("api_domain") {
-            extra.insert("api_domain".to_owned(), domain.clone());
-        }
-        Ok(TokenSet {
-            access_token: Secret::new(access_token.clone()),
-            refresh_token: None,
-            expires_at: Utc::now() + chrono::Duration::seconds(expires_in),
-            extra: Secret::new(extra),
-        })
+        crate::crm::zoho::api::refresh_tokens(
+            &self.http,
+            &self.settings,
+            self.settings.accounts_url.trim_end_matches('/'),
+            &refresh_token,
+        )
+        .await
     }
 }
 

@@ -34,7 +34,7 @@ use crate::tenancy::oauth::{self, OAuthError, TokenSet};
 /// The credential kind of a tenant's Zoho token set.
 pub(crate) const OAUTH_KIND: &str = crate::providers::zoho::OAUTH_KIND;
 /// Where a tenant's API calls go when nothing else says.
-pub(crate) const DEFAULT_API_DOMAIN: &str = "https://www.zohoapis.com";
+pub(crate) const DEFAULT_API_DOMAIN: &str = crate::providers::zoho::DEFAULT_API_DOMAIN;
 /// A token expiring sooner than this is refreshed before use.
 const REFRESH_SKEW: Duration = Duration::from_secs(300);
 
@@ -374,7 +374,7 @@ pub(crate) fn is_zoho_accounts_server(server: &str) -> bool {
 
 /// `POST {accounts}/oauth/v2/token` with the refresh grant. Error texts carry no secret and
 /// start with `unavailable` when a retry may succeed.
-async fn refresh_tokens(
+pub(crate) async fn refresh_tokens(
     http: &reqwest::Client,
     settings: &ZohoSettings,
     accounts: &str,
