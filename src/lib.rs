@@ -30,6 +30,7 @@ pub mod booking;
 pub mod bus;
 pub mod calls;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod crm;
 pub mod crypto;
@@ -49,6 +50,7 @@ pub mod providers;
 pub mod recording;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
+pub mod scheduling;
 pub mod schema_check;
 pub mod schemas;
 pub mod secret;

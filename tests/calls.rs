@@ -432,6 +432,7 @@ async fn a_tenant_with_thousands_queued_does_not_hold_up_another_tenants_single_
                         timezone: zone.name(),
                         not_before: chrono::Utc::now() - chrono::Duration::seconds(1),
                         deferred_reason: None,
+                        attempt_number: 1,
                     },
                 )
                 .await

@@ -97,6 +97,7 @@ fn expected(
         received_at: received.received_at,
         occurred_at: lead.occurred_at,
         trigger: lead.trigger,
+        schedule: None,
     }
 }
 
@@ -860,6 +861,7 @@ async fn a_zoho_notification_becomes_the_lead_of_the_record_it_names() {
         received_at: lead.received_at,
         occurred_at: notified[0].occurred_at,
         trigger: Some("zoho:Leads.insert".to_owned()),
+        schedule: None,
     };
     assert_eq!(lead, &expected);
     assert!(lead.custom_fields.contains_key("Lead_Status"));

@@ -62,6 +62,7 @@ fn lead(phone: &str, timezone: &str) -> LeadResolved {
         received_at: Utc::now(),
         occurred_at: None,
         trigger: None,
+        schedule: None,
     }
 }
 

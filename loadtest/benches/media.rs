@@ -415,6 +415,7 @@ fn lead(phone: &str) -> LeadResolved {
         received_at: Utc::now(),
         occurred_at: None,
         trigger: None,
+        schedule: None,
     }
 }
 

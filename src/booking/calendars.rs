@@ -245,6 +245,7 @@ impl Calendars {
         .execute(&mut *tx)
         .await
         .map_err(failed)?;
+        super::stop_scheduled(&mut tx, &request).await?;
         tx.commit().await.map_err(failed)?;
         Ok(booked)
     }

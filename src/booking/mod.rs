@@ -245,3 +245,22 @@ pub trait LeadRecords: Send + Sync {
         idempotency_key: String,
     ) -> BoxFuture<'_, Result<(), BookingError>>;
 }
+
+/// Cancels the booking lead's pending retries and follow-ups, in the booking's transaction:
+/// a lead who booked is not called again (ADR 0020).
+pub(crate) async fn stop_scheduled(
+    tx: &mut sqlx::PgConnection,
+    request: &BookingRequest,
+) -> Result<(), BookingError> {
+    let contact = request.contact.as_ref().map(ToString::to_string);
+    crate::store::scheduled_jobs::cancel_for_lead(
+        tx,
+        request.tenant,
+        request.phone.as_ref(),
+        contact.as_deref(),
+        "booked",
+    )
+    .await
+    .map_err(|error| BookingError::Failed(format!("database: {error}")))?;
+    Ok(())
+}

@@ -415,6 +415,7 @@ impl Calendar for StaticSchedule {
                     None => Self::existing(&mut tx, &request).await?,
                 };
                 if let Some((id, starts_at, ends_at)) = row {
+                    super::stop_scheduled(&mut tx, &request).await?;
                     tx.commit().await.map_err(failed)?;
                     return Ok(Booked {
                         appointment_id: id.to_string(),

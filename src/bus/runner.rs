@@ -70,6 +70,8 @@ pub struct Runtime {
     pub calendars: crate::booking::Calendars,
     /// Every tenant's CRM (none without the keyring).
     pub crms: crate::crm::Crms,
+    /// The time scheduling decisions are made in (the system clock but in tests).
+    pub clock: crate::clock::Clock,
 }
 
 /// Settings individual stages read when they are built (`Stage::build`).
@@ -85,6 +87,8 @@ pub struct StageSettings {
     pub converse: ConverseSettings,
     /// The crm_sync stage.
     pub crm_sync: crate::settings::CrmSyncSettings,
+    /// The scheduler.
+    pub scheduler: crate::settings::SchedulerSettings,
 }
 
 impl Runtime {
@@ -103,6 +107,7 @@ impl Runtime {
             settings,
             stages: StageSettings::default(),
             zoho: None,
+            clock: crate::clock::Clock::system(),
         }
     }
 }

@@ -46,7 +46,8 @@
 //! Absorbing states:
 //!
 //! - Call: every rank-5 state ignores provider facts. `completed` and `cancelled` are terminal
-//!   and ignore everything. `no_answer`, `busy` and `failed` are *settled*: final unless the
+//!   and ignore everything but one internal edge: the scheduler retries a call a machine
+//!   answered (`completed` → `retry_scheduled`). `no_answer`, `busy` and `failed` are *settled*: final unless the
 //!   scheduler decides on a retry (the seed retries technical failures too), and
 //!   `retry_scheduled` waits for the next dial or a cancel.
 //! - Attempt: `completed`, `failed`, `no_answer`, `busy`, `cancelled` and `voicemail` are
@@ -62,7 +63,8 @@
 //! |---|---|---|
 //! | dial requested (intent recorded) | `queued`, `retry_scheduled` → `initiated` | duplicate in `dialing` |
 //! | dial unconfirmed | — | `dialing` → `unknown` |
-//! | retry scheduled | `no_answer`, `busy`, `failed`, `initiated` → `retry_scheduled` | — |
+//! | retry scheduled | `no_answer`, `busy`, `failed`, `initiated`, `completed` (voicemail) → `retry_scheduled` | — |
+//! | readmitted (the retry's admission) | `retry_scheduled` → `queued` | — |
 //! | media dropped | `initiated`, `ringing`, `connected`, `resumed` → `dropped` | — |
 //! | recovery started | `dropped` → `recovering` | — |
 //! | resumed | `recovering` → `resumed` | — |
@@ -253,10 +255,12 @@ impl CallState {
             Event::Answered(_) => self.by_rank(S::Connected),
             Event::PermanentError(_) => self.by_rank(S::Failed),
             Event::DialUnconfirmed => Transition::ignore(IgnoreReason::NotApplicable),
+            // `completed` is a call a machine answered (voicemail): the scheduler retries those.
             Event::RetryScheduled => self.internal(
-                &[S::NoAnswer, S::Busy, S::Failed, S::Initiated],
+                &[S::NoAnswer, S::Busy, S::Failed, S::Initiated, S::Completed],
                 S::RetryScheduled,
             ),
+            Event::Readmitted => self.internal(&[S::RetryScheduled], S::Queued),
             Event::MediaDropped => self.internal(
                 &[S::Initiated, S::Ringing, S::Connected, S::Resumed],
                 S::Dropped,
@@ -426,6 +430,7 @@ impl AttemptState {
                 S::Cancelled,
             ),
             Event::RetryScheduled
+            | Event::Readmitted
             | Event::MediaDropped
             | Event::RecoveryStarted
             | Event::Resumed
@@ -625,6 +630,8 @@ pub enum Event {
     DialUnconfirmed,
     /// The scheduler decided on another attempt.
     RetryScheduled,
+    /// Admission let the scheduled attempt through: the call waits for its dial again.
+    Readmitted,
     /// The media connection of a live call was lost.
     MediaDropped,
     /// Recovery of the media connection started.

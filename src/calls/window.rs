@@ -8,6 +8,7 @@
 //!    it configured any (none means no extra restriction).
 //! 3. **Business hours**: the tenant's `business_hours`, on the business's clock, when it
 //!    configured any (none means no restriction).
+//! 4. **Holidays**: none of the tenant's `holidays`, dates on the business's clock.
 //!
 //! The `rate_limit` stage asks [`CallingPolicy::next_allowed`], which answers
 //! [`Admission::Now`], [`Admission::Defer`] with the earliest allowed instant, or
@@ -47,7 +48,7 @@
 
 use std::ops::Range;
 
-use chrono::{DateTime, Datelike, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 
 use crate::tenancy::config::{ClientConfiguration, DayHours, Weekday};
@@ -146,6 +147,8 @@ pub struct CallingPolicy {
     business_tz: Tz,
     business_hours: Vec<Window>,
     calling_windows: Vec<Window>,
+    /// Sorted.
+    holidays: Vec<NaiveDate>,
 }
 
 impl CallingPolicy {
@@ -160,6 +163,12 @@ impl CallingPolicy {
             business_tz,
             business_hours: parse_windows("business_hours", &config.business_hours)?,
             calling_windows: parse_windows("calling_windows", &config.calling_windows)?,
+            holidays: {
+                let mut holidays = config.holidays.clone();
+                holidays.sort_unstable();
+                holidays.dedup();
+                holidays
+            },
         })
     }
 
@@ -176,6 +185,7 @@ impl CallingPolicy {
                 || reads_inside(&self.calling_windows, callee_clock))
             && (self.business_hours.is_empty()
                 || reads_inside(&self.business_hours, business_clock))
+            && self.holidays.binary_search(&business_clock.date()).is_err()
     }
 
     /// Returns the earliest instant at or after `now` at which a call to a callee in
@@ -225,6 +235,11 @@ impl CallingPolicy {
             let business_stretches = stretches(self.business_tz, from, to);
             let hours = open_intervals(&business_stretches, &self.business_hours);
             allowed = intersect(&allowed, &hours);
+        }
+        if !self.holidays.is_empty() && !allowed.is_empty() {
+            let business_stretches = stretches(self.business_tz, from, to);
+            let working = working_days(&business_stretches, &self.holidays);
+            allowed = intersect(&allowed, &working);
         }
         allowed
     }
@@ -369,6 +384,31 @@ fn open_intervals(stretches: &[Stretch], windows: &[Window]) -> Vec<Range<DateTi
                         (open - stretch.offset).and_utc()..(close - stretch.offset).and_utc(),
                     );
                 }
+            }
+        }
+    }
+    merge(intervals)
+}
+
+/// Returns the instants of `stretches` whose local date is not one of `holidays` (sorted),
+/// sorted and merged.
+fn working_days(stretches: &[Stretch], holidays: &[NaiveDate]) -> Vec<Range<DateTime<Utc>>> {
+    let mut intervals = Vec::new();
+    for stretch in stretches {
+        let clock_start = stretch.start.naive_utc() + stretch.offset;
+        let clock_end = stretch.end.naive_utc() + stretch.offset;
+        for date in clock_start.date().iter_days() {
+            if date > clock_end.date() {
+                break;
+            }
+            if holidays.binary_search(&date).is_ok() {
+                continue;
+            }
+            let day_start = date.and_time(NaiveTime::MIN);
+            let open = day_start.max(clock_start);
+            let close = (day_start + TimeDelta::days(1)).min(clock_end);
+            if open < close {
+                intervals.push((open - stretch.offset).and_utc()..(close - stretch.offset).and_utc());
             }
         }
     }

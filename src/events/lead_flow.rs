@@ -12,7 +12,7 @@ use super::Event;
 use super::lead::{LeadReceived, LeadSource};
 use crate::bus::envelope::Meta;
 use crate::bus::subjects::{self, TenantToken};
-use crate::ids::PhoneNumber;
+use crate::ids::{CallId, PhoneNumber};
 
 /// A lead the dedupe stage let through: the first copy of its dedupe key within the horizon.
 ///
@@ -104,6 +104,72 @@ pub struct LeadResolved {
     /// What triggered it at the sender.
     #[serde(default)]
     pub trigger: Option<String>,
+    /// Set when the scheduler published this lead: the retry or follow-up it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduledAttempt>,
+}
+
+/// What kind of scheduled attempt a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Another attempt of the same call.
+    Retry,
+    /// A stage of a follow-up campaign: a new call.
+    FollowUp,
+}
+
+impl JobKind {
+    /// Returns the name stored in `scheduled_jobs.kind`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Retry => "retry",
+            Self::FollowUp => "follow_up",
+        }
+    }
+
+    /// Parses a stored name.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "retry" => Some(Self::Retry),
+            "follow_up" => Some(Self::FollowUp),
+            _ => None,
+        }
+    }
+}
+
+/// A retry or follow-up stage the scheduler fired (`scheduled_jobs`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScheduledAttempt {
+    /// The job (`scheduled_jobs.id`); the dial stage checks it was not cancelled meanwhile.
+    pub job_id: uuid::Uuid,
+    /// Retry or follow-up.
+    pub kind: JobKind,
+    /// Why it was scheduled.
+    pub reason: String,
+    /// A retry: the call dialed again. A follow-up: absent (a new call).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub call_id: Option<CallId>,
+    /// Which dial of the call this is, from 1.
+    pub attempt_number: u32,
+    /// A follow-up: its campaign.
+    #[serde(default)]
+    pub campaign_id: Option<uuid::Uuid>,
+    /// A follow-up: its campaign's name.
+    #[serde(default)]
+    pub campaign_name: Option<String>,
+    /// A follow-up: the stage, from 0.
+    #[serde(default)]
+    pub stage_index: Option<u32>,
+    /// A follow-up stage's agent variant.
+    #[serde(default)]
+    pub agent_variant: Option<String>,
+    /// A follow-up stage's opening message.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 impl Event for LeadResolved {

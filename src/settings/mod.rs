@@ -17,11 +17,13 @@ mod booking;
 mod calls;
 mod gohighlevel;
 mod media;
+mod scheduler;
 
 pub use booking::{BookingSettings, CrmSyncSettings};
 pub use calls::{AdmissionSettings, ConverseSettings, TelephonySettings};
 pub use gohighlevel::GoHighLevelSettings;
 pub use media::MediaSettings;
+pub use scheduler::SchedulerSettings;
 
 /// Every setting of the process.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -65,6 +67,8 @@ pub struct Settings {
     pub booking: BookingSettings,
     /// The crm_sync stage.
     pub crm_sync: CrmSyncSettings,
+    /// The scheduler: retries and follow-ups.
+    pub scheduler: SchedulerSettings,
 }
 
 /// The platform's Zoho OAuth app, used to refresh clients' Zoho tokens.

@@ -14,6 +14,7 @@ pub mod dial;
 pub mod post_call;
 pub mod rate_limit;
 pub mod resolve_tenant;
+pub mod scheduler;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -133,6 +134,7 @@ pub fn registry() -> Vec<StageDescriptor> {
         descriptor::<converse::Converse>(),
         descriptor::<post_call::PostCall>(),
         descriptor::<crm_sync::CrmSync>(),
+        descriptor::<scheduler::Scheduler>(),
     ]
 }
 

@@ -143,6 +143,7 @@ impl Stage for ResolveTenant {
             received_at: lead.received_at,
             occurred_at: lead.occurred_at,
             trigger: lead.trigger.clone(),
+            schedule: None,
         };
         let mut meta = cx.outbox.next_meta::<LeadResolved>()?;
         meta.tenant_id = tenant;

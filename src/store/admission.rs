@@ -35,6 +35,8 @@ pub struct NewQueued<'a> {
     pub not_before: DateTime<Utc>,
     /// Why `not_before` is later than now, if it is.
     pub deferred_reason: Option<&'a str>,
+    /// The attempt it becomes (above 1: a scheduled retry of the call).
+    pub attempt_number: u32,
 }
 
 /// A waiting or admitted lead.
@@ -56,6 +58,8 @@ pub struct Queued {
     pub dial_not_before: Option<DateTime<Utc>>,
     /// The caller id, once admitted.
     pub from_number: Option<String>,
+    /// The attempt it becomes.
+    pub attempt_number: u32,
 }
 
 /// Adds a lead to the queue, and the tenant's pacing row if it has none; false when the lead
@@ -71,8 +75,8 @@ pub async fn enqueue(conn: &mut PgConnection, row: &NewQueued<'_>) -> Result<boo
     let inserted = sqlx::query!(
         "INSERT INTO admission_queue
              (tenant_id, lead_event_id, call_id, lead, to_number, timezone, not_before,
-              deferred_reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+              deferred_reason, attempt_number)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT DO NOTHING",
         row.tenant.as_uuid(),
         row.lead_event_id.as_uuid(),
@@ -82,6 +86,7 @@ pub async fn enqueue(conn: &mut PgConnection, row: &NewQueued<'_>) -> Result<boo
         row.timezone,
         row.not_before,
         row.deferred_reason,
+        i32::try_from(row.attempt_number).unwrap_or(i32::MAX),
     )
     .execute(&mut *conn)
     .await?;
@@ -147,7 +152,7 @@ pub async fn ready_leads(
     let rows = sqlx::query_as!(
         QueuedRow,
         "SELECT tenant_id, lead_event_id, call_id, lead, to_number, timezone, dial_not_before,
-                from_number
+                from_number, attempt_number
            FROM admission_queue
           WHERE tenant_id = $1 AND state = 'waiting' AND not_before <= now()
           ORDER BY not_before, enqueued_at
@@ -171,6 +176,7 @@ struct QueuedRow {
     timezone: String,
     dial_not_before: Option<DateTime<Utc>>,
     from_number: Option<String>,
+    attempt_number: i32,
 }
 
 impl From<QueuedRow> for Queued {
@@ -184,6 +190,7 @@ impl From<QueuedRow> for Queued {
             timezone: row.timezone,
             dial_not_before: row.dial_not_before,
             from_number: row.from_number,
+            attempt_number: u32::try_from(row.attempt_number).unwrap_or(1),
         }
     }
 }
@@ -241,7 +248,7 @@ pub async fn unpublished(
     let rows = sqlx::query_as!(
         QueuedRow,
         "SELECT tenant_id, lead_event_id, call_id, lead, to_number, timezone, dial_not_before,
-                from_number
+                from_number, attempt_number
            FROM admission_queue
           WHERE state = 'admitted' AND admitted_at < $1
           ORDER BY admitted_at

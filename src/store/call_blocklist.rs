@@ -82,7 +82,16 @@ pub async fn add(
         list.as_str(),
         reason,
     )
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
+    .await?;
+    // A number on a list is not called again: its retries and follow-ups go at once.
+    super::scheduled_jobs::cancel_for_lead(
+        conn,
+        tenant,
+        Some(phone),
+        None,
+        &format!("number added to the {} list", list.as_str()),
+    )
     .await?;
     Ok(BlockedNumber {
         phone: phone.clone(),

@@ -492,3 +492,97 @@ pub async fn duration_of(
     .flatten();
     Ok(secs.and_then(|secs| u32::try_from(secs).ok()))
 }
+
+/// Returns a call's state, locked for the change that follows (`None`: no such call).
+pub async fn lock_call_state(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    call_id: CallId,
+) -> Result<Option<CallState>, sqlx::Error> {
+    let state = sqlx::query_scalar!(
+        "SELECT state FROM calls WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+        tenant.as_uuid(),
+        call_id.as_uuid(),
+    )
+    .fetch_optional(conn)
+    .await?;
+    state
+        .map(|state| state.parse::<CallState>().map_err(decode_error))
+        .transpose()
+}
+
+/// Compare-and-set of a call's state by an internal decision that concerns no attempt
+/// (readmission, a cancel before the dial), logged; false when the call was not in `from`.
+pub async fn move_call_by_id(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    call_id: CallId,
+    from: CallState,
+    to: CallState,
+    cause: Option<EventId>,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
+        "UPDATE calls SET state = $4 WHERE tenant_id = $1 AND id = $2 AND state = $3",
+        tenant.as_uuid(),
+        call_id.as_uuid(),
+        from.as_str(),
+        to.as_str(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
+    log(
+        conn,
+        tenant,
+        call_id,
+        None,
+        Machine::Call,
+        from.as_str(),
+        to.as_str(),
+        cause,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// A call as the scheduler reads it.
+#[derive(Debug, Clone)]
+pub struct CallForSchedule {
+    /// Its state.
+    pub state: CallState,
+    /// The resolved lead (LeadResolved as JSON).
+    pub lead: serde_json::Value,
+    /// The CRM's id of the lead.
+    pub crm_contact_id: Option<String>,
+    /// The highest attempt number.
+    pub current_attempt: u32,
+}
+
+/// Returns what the scheduler needs of a call, locked.
+pub async fn for_schedule(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    call_id: CallId,
+) -> Result<Option<CallForSchedule>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT c.state, c.lead, c.crm_contact_id,
+                  (SELECT max(attempt_number) FROM call_attempts a WHERE a.call_id = c.id)
+                      AS current_attempt
+             FROM calls c WHERE c.tenant_id = $1 AND c.id = $2 FOR UPDATE OF c"#,
+        tenant.as_uuid(),
+        call_id.as_uuid(),
+    )
+    .fetch_optional(conn)
+    .await?;
+    row.map(|row| {
+        Ok(CallForSchedule {
+            state: row.state.parse::<CallState>().map_err(decode_error)?,
+            lead: row.lead,
+            crm_contact_id: row.crm_contact_id,
+            current_attempt: u32::try_from(row.current_attempt.unwrap_or(1)).unwrap_or(1),
+        })
+    })
+    .transpose()
+}

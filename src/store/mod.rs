@@ -15,9 +15,11 @@ pub mod conversation_views;
 pub mod conversations;
 pub mod credentials;
 pub mod crm_writes;
+pub mod follow_up_campaigns;
 pub mod idempotency_keys;
 pub mod lead_dedupe;
 pub mod processed_events;
+pub mod scheduled_jobs;
 pub mod tenants;
 
 use sqlx::{Postgres, Transaction};

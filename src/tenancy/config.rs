@@ -93,14 +93,36 @@ pub struct DayHours {
     pub close: String,
 }
 
-/// Retry policy for unanswered calls.
+/// Retry policy of a call: the tenant's default (`configuration.retry_policy`), or a calling
+/// campaign's (`PUT /v1/clients/{id}/retry-schedules/{campaign}`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
-    /// Delays before each retry, in minutes (default ladder 15, 60, 240, 1440).
+    /// Delays before each retry of an unanswered call (no answer, busy, voicemail), in
+    /// minutes, counted from when the attempt ended (default ladder 15, 60, 240, 1440). The
+    /// last step repeats when `max_attempts` asks for more retries than steps.
     pub ladder_minutes: Vec<u32>,
-    /// Most attempts per lead, the first included.
+    /// Most attempts per call, the first included.
     pub max_attempts: u32,
+    /// Delay before retrying a technical failure (the provider failed, the network failed,
+    /// the dial could not be confirmed), in minutes.
+    #[serde(default = "default_technical_retry_minutes")]
+    pub technical_retry_minutes: u32,
+    /// Most seconds added to a technical retry's delay, spread per call so that a provider
+    /// outage is not followed by every retry at once.
+    #[serde(default = "default_jitter_secs")]
+    pub jitter_secs: u32,
+    /// The follow-up campaign (by name) a lead joins when its attempts ran out unanswered.
+    #[serde(default)]
+    pub escalate_to: Option<String>,
+}
+
+fn default_technical_retry_minutes() -> u32 {
+    2
+}
+
+fn default_jitter_secs() -> u32 {
+    60
 }
 
 impl Default for RetryPolicy {
@@ -108,8 +130,81 @@ impl Default for RetryPolicy {
         Self {
             ladder_minutes: vec![15, 60, 240, 1_440],
             max_attempts: 5,
+            technical_retry_minutes: default_technical_retry_minutes(),
+            jitter_secs: default_jitter_secs(),
+            escalate_to: None,
         }
     }
+}
+
+impl RetryPolicy {
+    /// Returns every invalid field, each named under `at` (e.g. `retry_policy`).
+    #[must_use]
+    pub fn validate(&self, at: &str) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let field = |name: &str| format!("{at}.{name}");
+        if self.ladder_minutes.is_empty() {
+            errors.push(FieldError::new(
+                field("ladder_minutes"),
+                "must list at least one delay",
+            ));
+        }
+        if self.ladder_minutes.contains(&0) {
+            errors.push(FieldError::new(
+                field("ladder_minutes"),
+                "delays must be at least 1 minute",
+            ));
+        }
+        if self.ladder_minutes.iter().any(|minutes| *minutes > 43_200) {
+            errors.push(FieldError::new(
+                field("ladder_minutes"),
+                "delays must be at most 43200 minutes (30 days)",
+            ));
+        }
+        if !(1..=50).contains(&self.max_attempts) {
+            errors.push(FieldError::new(
+                field("max_attempts"),
+                "must be between 1 and 50",
+            ));
+        }
+        if !(1..=1_440).contains(&self.technical_retry_minutes) {
+            errors.push(FieldError::new(
+                field("technical_retry_minutes"),
+                "must be between 1 and 1440",
+            ));
+        }
+        if self.jitter_secs > 3_600 {
+            errors.push(FieldError::new(
+                field("jitter_secs"),
+                "must be at most 3600",
+            ));
+        }
+        if let Some(name) = &self.escalate_to
+            && (name.trim().is_empty() || name.len() > 100)
+        {
+            errors.push(FieldError::new(
+                field("escalate_to"),
+                "must name a follow-up campaign (1 to 100 characters)",
+            ));
+        }
+        errors
+    }
+}
+
+/// Inbound CRM events that stop a lead: its pending retries and follow-ups are cancelled and
+/// it is not called. Matched on `lead.resolved` (a webhook or API request for the lead).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopRules {
+    /// The lead's custom field holding its CRM status (default `status`).
+    #[serde(default)]
+    pub status_field: Option<String>,
+    /// Statuses that stop the lead (compared without case), e.g. `won`, `lost`.
+    #[serde(default)]
+    pub statuses: Vec<String>,
+    /// CRM tags that stop the lead (compared without case), e.g. `do-not-call`.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// Everything configurable about a client except secrets.
@@ -146,6 +241,13 @@ pub struct ClientConfiguration {
     /// Retry policy.
     #[serde(default)]
     pub retry_policy: RetryPolicy,
+    /// Days on which no call is placed, on the business's clock (`YYYY-MM-DD`).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub holidays: Vec<chrono::NaiveDate>,
+    /// CRM events that cancel a lead's retries and follow-ups.
+    #[serde(default)]
+    pub stop_on: StopRules,
     /// Agent settings (agent id, language, first message, variants), passed to the voice engine.
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
@@ -202,6 +304,8 @@ impl Default for ClientConfiguration {
             calls_per_second: default_calls_per_second(),
             caller_numbers: Vec::new(),
             retry_policy: RetryPolicy::default(),
+            holidays: Vec::new(),
+            stop_on: StopRules::default(),
             agent: empty_object(),
             providers: BTreeMap::new(),
             region: None,
@@ -287,6 +391,30 @@ fn validate_days(
 }
 
 impl ClientConfiguration {
+    /// Returns whether some instant of a week satisfies the legal hours, the calling windows
+    /// and the business hours together, for a callee in the business's own zone (holidays
+    /// aside: they are finite, so the windows open after them).
+    fn windows_ever_open(&self) -> bool {
+        let zone = self
+            .timezone
+            .as_deref()
+            .and_then(|zone| zone.parse::<chrono_tz::Tz>().ok())
+            .unwrap_or(chrono_tz::Tz::UTC);
+        let without_holidays = Self {
+            holidays: Vec::new(),
+            ..self.clone()
+        };
+        let Ok(policy) = crate::calls::window::CallingPolicy::from_config(&without_holidays, zone)
+        else {
+            return true; // the windows' own errors are reported instead
+        };
+        // A Monday in a month without clock changes anywhere we know of.
+        let reference = chrono::DateTime::parse_from_rfc3339("2026-01-05T00:00:00Z")
+            .map(|at| at.with_timezone(&chrono::Utc))
+            .unwrap_or_default();
+        policy.next_allowed(zone, reference) != crate::calls::window::Admission::Never
+    }
+
     /// Returns every invalid field, prefixed with `prefix` (e.g. `configuration`).
     pub fn validate(&self, prefix: &str) -> Vec<FieldError> {
         let mut errors = Vec::new();
@@ -328,22 +456,23 @@ impl ClientConfiguration {
                 "must be above 0 and at most 1000",
             ));
         }
-        if self.retry_policy.ladder_minutes.is_empty() {
+        errors.extend(self.retry_policy.validate(&at("retry_policy")));
+        if self.holidays.len() > 400 {
+            errors.push(FieldError::new(at("holidays"), "at most 400 days"));
+        }
+        if self.stop_on.statuses.len() + self.stop_on.tags.len() > 100
+            || self.stop_on.status_field.as_ref().is_some_and(|field| field.trim().is_empty())
+        {
             errors.push(FieldError::new(
-                at("retry_policy.ladder_minutes"),
-                "must list at least one delay",
+                at("stop_on"),
+                "at most 100 statuses and tags, and a non-empty status_field",
             ));
         }
-        if self.retry_policy.ladder_minutes.contains(&0) {
+        if errors.is_empty() && !self.windows_ever_open() {
             errors.push(FieldError::new(
-                at("retry_policy.ladder_minutes"),
-                "delays must be at least 1 minute",
-            ));
-        }
-        if !(1..=50).contains(&self.retry_policy.max_attempts) {
-            errors.push(FieldError::new(
-                at("retry_policy.max_attempts"),
-                "must be between 1 and 50",
+                at("calling_windows"),
+                "the calling windows, business hours and holidays leave no time to call in \
+                 any two weeks: they never open together",
             ));
         }
         for (name, settings) in &self.providers {

@@ -398,6 +398,11 @@ pub async fn set_status(
         .await?
         .ok_or(ServiceError::NotFound)?;
     let after = Client::from(row);
+    if !active {
+        // A disabled client places no calls: its retries and follow-ups go at once (enabling
+        // it again does not bring them back).
+        crate::store::scheduled_jobs::cancel_for_tenant(conn, tenant, "client disabled").await?;
+    }
     let action = if active {
         "client.enable"
     } else {

@@ -413,6 +413,7 @@ pub fn resolved(phone: &str, timezone: Tz) -> LeadResolved {
         received_at: Utc::now(),
         occurred_at: None,
         trigger: None,
+        schedule: None,
     }
 }
 

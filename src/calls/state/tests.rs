@@ -38,6 +38,7 @@ fn every_event() -> Vec<Event> {
         }),
         Event::DialUnconfirmed,
         Event::RetryScheduled,
+        Event::Readmitted,
         Event::MediaDropped,
         Event::RecoveryStarted,
         Event::Resumed,
@@ -218,7 +219,10 @@ fn call_transitions_follow_the_table() {
         (S::Initiated, Event::RetryScheduled, Ok(S::RetryScheduled)),
         (S::RetryScheduled, Event::RetryScheduled, Err(R::Duplicate)),
         (S::Connected, Event::RetryScheduled, Err(R::NotAllowed)),
-        (S::Completed, Event::RetryScheduled, Err(R::Terminal)),
+        (S::Completed, Event::RetryScheduled, Ok(S::RetryScheduled)),
+        (S::RetryScheduled, Event::Readmitted, Ok(S::Queued)),
+        (S::Queued, Event::Readmitted, Err(R::Duplicate)),
+        (S::Connected, Event::Readmitted, Err(R::NotAllowed)),
         (S::Cancelled, Event::RetryScheduled, Err(R::Terminal)),
         // Media drop and recovery.
         (S::Connected, Event::MediaDropped, Ok(S::Dropped)),
@@ -372,7 +376,11 @@ fn terminal_states_absorb_every_event() {
             .into_iter()
             .filter(|state| state.is_terminal())
         {
-            assert_eq!(call.apply(&event).target(), None, "{call} + {event:?}");
+            // The one way out: the scheduler retries a call a machine answered.
+            let voicemail_retry = call == CallState::Completed && event == Event::RetryScheduled;
+            if !voicemail_retry {
+                assert_eq!(call.apply(&event).target(), None, "{call} + {event:?}");
+            }
         }
         for attempt in AttemptState::ALL
             .into_iter()
@@ -401,7 +409,10 @@ fn settled_calls_move_only_by_the_schedulers_decisions() {
             let moved = call.apply(&event).target().is_some();
             let decision = matches!(
                 event,
-                Event::RetryScheduled | Event::DialRequested | Event::CancelledByUs
+                Event::RetryScheduled
+                    | Event::Readmitted
+                    | Event::DialRequested
+                    | Event::CancelledByUs
             );
             assert!(!moved || decision, "{call} + {event:?}");
         }

@@ -468,6 +468,7 @@ impl Tools {
                 timezone: &lead.timezone,
                 not_before: at,
                 deferred_reason: Some("callback"),
+                attempt_number: 1,
             },
         )
         .await

@@ -12,6 +12,9 @@
 //!   3. otherwise record the intent (`call_attempts` row in `dialing`, committed in its own
 //!      transaction), wait for the pacing slot (taking a fresh one if the stage is late), ask
 //!      the provider, and record its call id in the claim's transaction.
+//! - Cancellation: checked before a fresh dial: a cancelled call, a cancelled scheduled job
+//!   (cancelled after it fired), a number put on a do-not-call list or a disabled client is
+//!   not dialed; the call moves to `cancelled`.
 //! - Calling window: checked again before a fresh dial; a request delivered after its window
 //!   closed (an outage) waits on the stream until the window opens, never dialed outside it.
 //! - Errors: a transient provider failure (429, 5xx, connection refused) deletes the intent
@@ -29,7 +32,7 @@ use super::call_status::apply;
 use super::{Stage, StageContext};
 use crate::bus::envelope::Envelope;
 use crate::bus::runner::Runtime;
-use crate::calls::state::{AttemptState, Event, Failure};
+use crate::calls::state::{AttemptState, CallState, Event, Failure, Transition};
 use crate::calls::stream_token::{StreamClaims, StreamTokens};
 use crate::calls::twiml;
 use crate::calls::window::{Admission, CallingPolicy};
@@ -43,6 +46,7 @@ use crate::settings::{AdmissionSettings, TelephonySettings};
 use crate::store::Store;
 use crate::store::admission::{self, TENANT_KEY};
 use crate::store::calls::{self, AttemptFacts, NewAttempt};
+use crate::store::{call_blocklist, scheduled_jobs};
 use crate::tenancy::directory::{Directory, TenantSnapshot};
 
 /// The provider name stored on attempts.
@@ -115,6 +119,10 @@ impl Stage for Dial {
             return self
                 .reconcile(&telephony, &snapshot, input, attempt, cx)
                 .await;
+        }
+        if let Some(reason) = cancelled(cx, &snapshot, &input.payload).await? {
+            cancel_call(cx, tenant, &input.payload, input.meta.event_id, &reason).await?;
+            return Ok(());
         }
         check_window(&snapshot, &input.payload)?;
         let attempt_id = attempt_id_of(input.meta.event_id);
@@ -350,6 +358,58 @@ impl Dial {
             timeout_secs: self.telephony.ring_timeout_secs,
         }
     }
+}
+
+/// Returns why a requested call must not be dialed any more, if it must not: it was
+/// cancelled, the scheduled job it came from was cancelled after it fired (a booking, an
+/// opt-out, the API), its number was put on a do-not-call list, or its client was disabled.
+async fn cancelled(
+    cx: &mut StageContext<'_>,
+    snapshot: &TenantSnapshot,
+    request: &CallRequested,
+) -> Result<Option<String>, StageError> {
+    let tenant = snapshot.id;
+    if !snapshot.active {
+        return Ok(Some("the client is disabled".to_owned()));
+    }
+    if calls::lock_call_state(cx.tx, tenant, request.call_id).await? == Some(CallState::Cancelled) {
+        return Ok(Some("the call was cancelled".to_owned()));
+    }
+    if let Some(schedule) = &request.lead.schedule
+        && let Some((state, reason)) =
+            scheduled_jobs::state_of(cx.tx, tenant, schedule.job_id).await?
+        && state == "cancelled"
+    {
+        return Ok(Some(format!(
+            "its scheduled attempt was cancelled ({})",
+            reason.unwrap_or_default()
+        )));
+    }
+    let lists = call_blocklist::lists_of(cx.tx, tenant, &request.to).await?;
+    if let Some(list) = lists.first() {
+        return Ok(Some(format!("the number is on the {} list", list.as_str())));
+    }
+    Ok(None)
+}
+
+/// Moves a call that will not be dialed to `cancelled` (from `queued`; a call already
+/// cancelled stays so).
+async fn cancel_call(
+    cx: &mut StageContext<'_>,
+    tenant: TenantId,
+    request: &CallRequested,
+    cause: EventId,
+    reason: &str,
+) -> Result<(), StageError> {
+    tracing::info!(tenant_id = %tenant, call_id = %request.call_id, %reason, "call not dialed");
+    let Some(state) = calls::lock_call_state(cx.tx, tenant, request.call_id).await? else {
+        return Ok(());
+    };
+    if let Transition::Move { from, to } = state.apply(&Event::CancelledByUs) {
+        calls::move_call_by_id(cx.tx, tenant, request.call_id, from, to, Some(cause)).await?;
+        calls::set_outcome(cx.tx, request.call_id, "cancelled").await?;
+    }
+    Ok(())
 }
 
 /// Refuses to start a call outside the callee's calling window. Admission checked it at the

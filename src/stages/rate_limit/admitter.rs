@@ -29,6 +29,7 @@ use chrono_tz::Tz;
 use crate::bus::envelope::{Envelope, Meta};
 use crate::bus::runner::Runtime;
 use crate::calls::caller_id;
+use crate::calls::state::{Event, Transition};
 use crate::calls::window::{Admission, CallingPolicy};
 use crate::events::call_flow::CallRequested;
 use crate::events::lead_flow::LeadResolved;
@@ -157,7 +158,10 @@ async fn admit_tenant(
                     lead: &lead.lead,
                     request_event_id: lead.lead_event_id,
                 };
-                calls::create_queued(&mut tx, &call).await?;
+                if !calls::create_queued(&mut tx, &call).await? && lead.attempt_number > 1 {
+                    // A scheduled retry of an existing call: it waits for its dial again.
+                    readmit(&mut tx, tenant, &lead).await?;
+                }
                 admission::admit(&mut tx, tenant, lead.lead_event_id, slot, &from).await?;
                 admitted.push((
                     lead.lead_event_id.as_uuid(),
@@ -314,13 +318,31 @@ fn request(
         meta,
         payload: CallRequested {
             call_id: row.call_id,
-            attempt_number: 1,
+            attempt_number: row.attempt_number.max(1),
             to: lead.phone.clone(),
             from,
             dial_not_before,
             lead,
         },
     }
+}
+
+/// Moves a retried call from `retry_scheduled` back to `queued`, so it counts against the
+/// tenant's concurrency cap from now on. A call in any other state (cancelled meanwhile) is
+/// left alone: the dial stage sees it and does not dial.
+async fn readmit(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    lead: &Queued,
+) -> Result<(), sqlx::Error> {
+    let Some(state) = calls::lock_call_state(tx, tenant, lead.call_id).await? else {
+        return Ok(());
+    };
+    if let Transition::Move { from, to } = state.apply(&Event::Readmitted) {
+        calls::move_call_by_id(tx, tenant, lead.call_id, from, to, Some(lead.lead_event_id))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Returns the `call.requested` of a stored admitted row (a crash's leftover).

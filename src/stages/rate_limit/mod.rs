@@ -2,6 +2,9 @@
 //! limits and calling window let them become calls (ADR 0016).
 //!
 //! - Consumes: `lead.resolved` (`leads.resolved.<tenant>` on `LEADS`).
+//! - Routes first (a lead the scheduler did not fire): a lead matching the tenant's
+//!   `stop_on` rules has its retries and follow-ups cancelled and is not called; one matching
+//!   a follow-up campaign's trigger is enrolled in that campaign instead (ADR 0020).
 //! - Writes: one `admission_queue` row per lead (in the claim's transaction), with
 //!   `not_before` = now, or the start of the next calling window when the callee's local time
 //!   or the tenant's business hours forbid a call now (the durable schedule the scheduler
@@ -27,13 +30,19 @@ use crate::events::EventSpec;
 use crate::events::lead_flow::LeadResolved;
 use crate::ids::{CallId, EventId};
 use crate::shutdown::Shutdown;
+use crate::clock::Clock;
+use crate::scheduling::stop;
+use crate::stages::scheduler::plan;
 use crate::store::admission::{self, NewQueued};
-use crate::tenancy::directory::Directory;
+use crate::store::follow_up_campaigns::{self, Campaign};
+use crate::store::scheduled_jobs;
+use crate::tenancy::directory::{Directory, TenantSnapshot};
 
 /// Queues resolved leads for admission.
 #[derive(Debug)]
 pub struct RateLimit {
     directory: Directory,
+    clock: Clock,
 }
 
 /// Returns the call a lead becomes: derived from the lead event, so every replay agrees.
@@ -49,6 +58,7 @@ impl Stage for RateLimit {
     fn build(runtime: &Runtime) -> anyhow::Result<Self> {
         Ok(Self {
             directory: runtime.directory.clone(),
+            clock: runtime.clock.clone(),
         })
     }
 
@@ -82,6 +92,20 @@ impl Stage for RateLimit {
         }
         let policy = CallingPolicy::from_config(&snapshot.configuration, snapshot.timezone)
             .map_err(|error| StageError::rejected(format!("unusable calling windows: {error}")))?;
+        let (call_id, attempt_number) = match &lead.schedule {
+            Some(schedule) => (
+                schedule
+                    .call_id
+                    .unwrap_or_else(|| call_id_of(input.meta.event_id)),
+                schedule.attempt_number.max(1),
+            ),
+            None => {
+                if self.routed_elsewhere(input, &snapshot, &policy, cx).await? {
+                    return Ok(());
+                }
+                (call_id_of(input.meta.event_id), 1)
+            }
+        };
         let timezone = lead.timezone.parse::<Tz>().unwrap_or(snapshot.timezone);
         let now = Utc::now();
         let (not_before, reason) = match policy.next_allowed(timezone, now) {
@@ -99,16 +123,74 @@ impl Stage for RateLimit {
         let queued = NewQueued {
             tenant,
             lead_event_id: input.meta.event_id,
-            call_id: call_id_of(input.meta.event_id),
+            call_id,
             lead: &lead_json,
             to: &lead.phone,
             timezone: timezone.name(),
             not_before,
             deferred_reason: reason,
+            attempt_number,
         };
         if !admission::enqueue(cx.tx, &queued).await? {
             tracing::debug!(lead_event_id = %input.meta.event_id, "lead already queued");
         }
         Ok(())
+    }
+}
+
+impl RateLimit {
+    /// Applies the tenant's rules for inbound CRM events: a lead that matches a stop rule has
+    /// its retries and follow-ups cancelled and is not called; one that matches a follow-up
+    /// campaign's trigger is enrolled in it instead of being called now. Returns true when
+    /// the lead went either way.
+    async fn routed_elsewhere(
+        &self,
+        input: &Envelope<LeadResolved>,
+        snapshot: &TenantSnapshot,
+        policy: &CallingPolicy,
+        cx: &mut StageContext<'_>,
+    ) -> Result<bool, StageError> {
+        let tenant = snapshot.id;
+        let lead = &input.payload;
+        let rules = &snapshot.configuration.stop_on;
+        if let Some(reason) = stop::stop_reason(rules, lead) {
+            let cancelled = scheduled_jobs::cancel_for_lead(
+                cx.tx,
+                tenant,
+                Some(&lead.phone),
+                lead.external_id.as_deref(),
+                &reason,
+            )
+            .await?;
+            tracing::info!(tenant_id = %tenant, %reason, cancelled, "lead stopped by a CRM event; not called");
+            return Ok(true);
+        }
+        let campaigns: Vec<Campaign> = follow_up_campaigns::list(cx.tx, tenant)
+            .await?
+            .into_iter()
+            .filter(|campaign| !campaign.is_paused() && !campaign.triggers.is_empty())
+            .collect();
+        let candidates = campaigns
+            .iter()
+            .enumerate()
+            .map(|(index, campaign)| (index, campaign.triggers.as_slice()));
+        let Some(index) = stop::enrolling(candidates, lead, rules) else {
+            return Ok(false);
+        };
+        let campaign = &campaigns[index];
+        let reason = format!("trigger: enrolled in `{}`", campaign.name);
+        let written = plan::enroll(
+            cx.tx,
+            policy,
+            snapshot,
+            campaign,
+            lead,
+            &reason,
+            input.meta.event_id,
+            self.clock.now(),
+        )
+        .await?;
+        tracing::info!(tenant_id = %tenant, campaign = %campaign.name, stages = written, "lead enrolled in a follow-up campaign by a CRM event");
+        Ok(true)
     }
 }
