@@ -586,3 +586,23 @@ pub async fn for_schedule(
     })
     .transpose()
 }
+
+/// Returns a call's state without locking it (`None`: no such call). The dial stage reads it
+/// so: its intent is inserted in another transaction, whose foreign-key check on the call
+/// would wait for a lock held here.
+pub async fn call_state(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    call_id: CallId,
+) -> Result<Option<CallState>, sqlx::Error> {
+    let state = sqlx::query_scalar!(
+        "SELECT state FROM calls WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        call_id.as_uuid(),
+    )
+    .fetch_optional(conn)
+    .await?;
+    state
+        .map(|state| state.parse::<CallState>().map_err(decode_error))
+        .transpose()
+}

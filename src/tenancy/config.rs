@@ -461,7 +461,11 @@ impl ClientConfiguration {
             errors.push(FieldError::new(at("holidays"), "at most 400 days"));
         }
         if self.stop_on.statuses.len() + self.stop_on.tags.len() > 100
-            || self.stop_on.status_field.as_ref().is_some_and(|field| field.trim().is_empty())
+            || self
+                .stop_on
+                .status_field
+                .as_ref()
+                .is_some_and(|field| field.trim().is_empty())
         {
             errors.push(FieldError::new(
                 at("stop_on"),
@@ -627,5 +631,40 @@ mod tests {
             serde_json::json!({"caller_numbers": ["555-0100"]}),
         );
         assert!(number.unwrap_err().to_string().contains("E.164"));
+    }
+
+    #[test]
+    fn schedules_that_never_open_or_bad_policies_are_refused_naming_the_field() {
+        let weekdays: Vec<_> = ["mon", "tue", "wed", "thu", "fri"]
+            .into_iter()
+            .map(|day| serde_json::json!({"day": day, "open": "09:00", "close": "17:00"}))
+            .collect();
+        let never = parse(serde_json::json!({
+            "business_hours": weekdays,
+            "calling_windows": [{"day": "sat", "open": "10:00", "close": "12:00"}],
+        }));
+        let fields: Vec<String> = never.validate("").into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["calling_windows"]);
+        let policy = parse(serde_json::json!({
+            "retry_policy": {"ladder_minutes": [], "max_attempts": 0,
+                             "technical_retry_minutes": 0, "escalate_to": " "}
+        }));
+        let fields: Vec<String> = policy.validate("").into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "retry_policy.ladder_minutes",
+                "retry_policy.max_attempts",
+                "retry_policy.technical_retry_minutes",
+                "retry_policy.escalate_to"
+            ]
+        );
+        let negative = serde_json::from_value::<ClientConfiguration>(serde_json::json!({
+            "retry_policy": {"ladder_minutes": [15, -60], "max_attempts": 3}
+        }));
+        assert!(negative.unwrap_err().to_string().contains("invalid value"));
+        let open =
+            parse(serde_json::json!({"business_hours": weekdays, "holidays": ["2026-12-25"]}));
+        assert!(open.validate("").is_empty());
     }
 }

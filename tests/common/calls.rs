@@ -71,6 +71,10 @@ pub struct Options {
     pub credentials: Value,
     /// The listener of the callback routes, when the test needs their address beforehand.
     pub listener: Option<tokio::net::TcpListener>,
+    /// The clock scheduling decisions are made in (in-process stages).
+    pub clock: caller::clock::Clock,
+    /// Scheduler settings of in-process stages.
+    pub scheduler: caller::settings::SchedulerSettings,
 }
 
 impl Default for Options {
@@ -93,6 +97,11 @@ impl Default for Options {
             configuration: json!({}),
             credentials: json!({}),
             listener: None,
+            clock: caller::clock::Clock::system(),
+            scheduler: caller::settings::SchedulerSettings {
+                poll_ms: 20,
+                ..caller::settings::SchedulerSettings::default()
+            },
         }
     }
 }
@@ -213,6 +222,8 @@ impl Harness {
         };
         runtime.stages.telephony = telephony_settings(&base, &media);
         runtime.stages.converse = options.converse.clone();
+        runtime.stages.scheduler = options.scheduler.clone();
+        runtime.clock = options.clock.clone();
         spawn_stages(
             nats_dir.path(),
             &options.stages,

@@ -150,7 +150,16 @@ impl SessionContext {
             .and_then(serde_json::Value::as_array)
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let variant = pick_variant(variants, inputs.call);
+        let schedule = inputs.lead.schedule.as_ref();
+        // A follow-up stage may name its variant; otherwise the usual stable pick.
+        let named = schedule
+            .and_then(|schedule| schedule.agent_variant.as_deref())
+            .and_then(|name| {
+                variants
+                    .iter()
+                    .find(|variant| text(variant, "name").as_deref() == Some(name))
+            });
+        let variant = named.or_else(|| pick_variant(variants, inputs.call));
         let setting = |key: &str| {
             variant
                 .and_then(|variant| text(variant, key))
@@ -205,6 +214,13 @@ impl SessionContext {
         );
         put("attempt_number", inputs.attempt_number.into());
         put("is_retry", (inputs.attempt_number > 1).into());
+        put(
+            "follow_up_campaign",
+            schedule
+                .and_then(|schedule| schedule.campaign_name.clone())
+                .unwrap_or_default()
+                .into(),
+        );
         let transfer = agent.get("transfer").and_then(|transfer| {
             Some(TransferTarget {
                 number: text(transfer, "number")?,
@@ -219,7 +235,9 @@ impl SessionContext {
                 .as_ref()
                 .map(|contact| format!("{}:{contact}", inputs.snapshot.id)),
             variables,
-            first_message: setting("first_message"),
+            first_message: schedule
+                .and_then(|schedule| schedule.message.clone())
+                .or_else(|| setting("first_message")),
             language: setting("language"),
             prompt: setting("prompt"),
             voice_id: setting("voice_id"),

@@ -372,7 +372,7 @@ async fn cancelled(
     if !snapshot.active {
         return Ok(Some("the client is disabled".to_owned()));
     }
-    if calls::lock_call_state(cx.tx, tenant, request.call_id).await? == Some(CallState::Cancelled) {
+    if calls::call_state(cx.tx, tenant, request.call_id).await? == Some(CallState::Cancelled) {
         return Ok(Some("the call was cancelled".to_owned()));
     }
     if let Some(schedule) = &request.lead.schedule
