@@ -355,7 +355,7 @@ async fn a_job_cancelled_after_it_fired_or_a_number_blocked_meanwhile_is_not_dia
             call_id: None,
             attempt_number: 1,
             campaign: None,
-            paused: true,
+            paused: false,
             due_at: Utc::now(),
             earliest_at: Utc::now(),
             reason: "test",
@@ -367,12 +367,15 @@ async fn a_job_cancelled_after_it_fired_or_a_number_blocked_meanwhile_is_not_dia
     )
     .await
     .unwrap();
-    assert!(
-        scheduled_jobs::cancel(&mut tx, h.tenant, job, "booked")
-            .await
-            .unwrap()
-            .is_some()
-    );
+    // The claim loop fired it...
+    scheduled_jobs::mark_fired(&mut tx, &[(job, None)], Utc::now())
+        .await
+        .unwrap();
+    // ...and before its call was dialed the lead booked: the fired job is cancelled too.
+    let cancelled = scheduled_jobs::cancel_for_lead(&mut tx, h.tenant, Some(&to), None, "booked")
+        .await
+        .unwrap();
+    assert_eq!(cancelled, 1);
     // Another lead's number goes on the do-not-call list after its call was admitted.
     let blocked_phone = "+15125550182";
     call_blocklist::add(

@@ -280,8 +280,13 @@ pub async fn cancel(
     Ok(row.map(Job::from))
 }
 
-/// Cancels every job of a lead that has not fired, found by its number or its CRM id;
-/// returns how many.
+/// Cancels every job of a lead that has not dialed, found by its number or its CRM id, and
+/// drops the lead's first calls still waiting for admission; returns how many jobs.
+///
+/// "Not dialed" includes a job that fired but whose attempt has no intent row yet (its lead
+/// waits in admission, or its `call.requested` waits for the dial stage): the dial stage
+/// finds it cancelled and does not dial. The dial stage holds a share lock on the job while it
+/// dials, so this waits for a dial in progress and then sees its attempt.
 pub async fn cancel_for_lead(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -293,17 +298,33 @@ pub async fn cancel_for_lead(
         return Ok(0);
     }
     let done = sqlx::query!(
-        "UPDATE scheduled_jobs SET state = 'cancelled', cancelled_at = now(),
+        "UPDATE scheduled_jobs j SET state = 'cancelled', cancelled_at = now(),
                 cancel_reason = $4, updated_at = now()
-          WHERE tenant_id = $1 AND state IN ('pending', 'paused')
-            AND (to_number = $2 OR crm_contact_id = $3)",
+          WHERE j.tenant_id = $1 AND (j.to_number = $2 OR j.crm_contact_id = $3)
+            AND (j.state IN ('pending', 'paused')
+                 OR (j.state = 'fired'
+                     AND NOT EXISTS (SELECT 1 FROM call_attempts a
+                                      WHERE a.call_id = j.call_id
+                                        AND a.attempt_number >= j.attempt_number)))",
         tenant.as_uuid(),
         phone.map(PhoneNumber::as_str),
         crm_contact_id,
         reason,
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if let Some(phone) = phone {
+        // A first call still waiting for its window has no call row yet: it simply goes.
+        sqlx::query!(
+            "DELETE FROM admission_queue
+              WHERE tenant_id = $1 AND to_number = $2 AND state = 'waiting'
+                AND attempt_number = 1 AND lead->'schedule' IS NULL",
+            tenant.as_uuid(),
+            phone.as_str(),
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(done.rows_affected())
 }
 
@@ -372,6 +393,24 @@ pub async fn set_campaign_paused(
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Returns a job's state and cancel reason, share-locked until the transaction ends (the
+/// dial stage holds it while it dials, so a cancel waits and then sees the attempt).
+pub async fn lock_state(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT state, cancel_reason FROM scheduled_jobs WHERE tenant_id = $1 AND id = $2
+         FOR SHARE",
+        tenant.as_uuid(),
+        id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| (row.state, row.cancel_reason)))
 }
 
 /// Returns a job's state (`None`: no such job).

@@ -377,7 +377,7 @@ async fn cancelled(
     }
     if let Some(schedule) = &request.lead.schedule
         && let Some((state, reason)) =
-            scheduled_jobs::state_of(cx.tx, tenant, schedule.job_id).await?
+            scheduled_jobs::lock_state(cx.tx, tenant, schedule.job_id).await?
         && state == "cancelled"
     {
         return Ok(Some(format!(
