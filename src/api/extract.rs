@@ -22,6 +22,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// An optional JSON body: none without a `Content-Type`, else as [`ApiJson`].
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::OptionalFromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let json = <axum::Json<T> as axum::extract::OptionalFromRequest<S>>::from_request;
+        match json(request, state).await {
+            Ok(value) => Ok(value.map(|axum::Json(value)| Self(value))),
+            Err(rejection) => Err(classify(&rejection)),
+        }
+    }
+}
+
 fn classify(rejection: &JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(error) => {
