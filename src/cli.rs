@@ -77,6 +77,18 @@ pub enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Inspect, cancel and move a client's scheduled attempts (retries and follow-up stages).
+    Schedule {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
+    /// List, pause and resume a client's follow-up campaigns.
+    Campaign {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: CampaignCommand,
+    },
     /// Manage the master keys that seal tenant credentials.
     Keys {
         /// Subcommand.
@@ -419,6 +431,106 @@ pub enum TenantCredentialCommand {
     List {
         /// Client id or slug.
         client: String,
+    },
+}
+
+/// Scheduled attempts one `schedule list` may show.
+fn attempt_limit() -> RangedI64ValueParser<i64> {
+    RangedI64ValueParser::new().range(1..=crate::tenancy::schedule::MAX_LIMIT)
+}
+
+/// `caller schedule …`
+///
+/// `--client` is a client id or its slug.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// List scheduled attempts by due time, as a table with each lead's local due time.
+    List {
+        /// Client id or slug.
+        #[arg(long)]
+        client: String,
+        /// Only this lead's number (E.164, or national in the client's region).
+        #[arg(long)]
+        phone: Option<String>,
+        /// Only the lead with this CRM id.
+        #[arg(long)]
+        crm_contact_id: Option<String>,
+        /// Only this follow-up campaign's stages (its id or name).
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Only attempts in this state: `pending`, `paused`, `fired` or `cancelled`.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = crate::tenancy::schedule::DEFAULT_LIMIT, value_parser = attempt_limit())]
+        limit: i64,
+    },
+    /// Cancel one attempt that has not fired.
+    Cancel {
+        /// Client id or slug.
+        #[arg(long)]
+        client: String,
+        /// Attempt id (from `schedule list`).
+        job: String,
+        /// Why (recorded with the attempt).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Cancel every attempt of a lead that has not fired.
+    #[command(group(clap::ArgGroup::new("lead").required(true).multiple(true)))]
+    CancelLead {
+        /// Client id or slug.
+        #[arg(long)]
+        client: String,
+        /// The lead's number.
+        #[arg(long, group = "lead")]
+        phone: Option<String>,
+        /// The lead's CRM id.
+        #[arg(long, group = "lead")]
+        crm_contact_id: Option<String>,
+        /// Why (recorded with each attempt).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Move an attempt that has not fired to another time (then into the lead's windows).
+    Reschedule {
+        /// Client id or slug.
+        #[arg(long)]
+        client: String,
+        /// Attempt id (from `schedule list`).
+        job: String,
+        /// The new time, RFC 3339 (e.g. `2026-12-01T15:00:00Z`), not in the past.
+        #[arg(long)]
+        at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
+/// `caller campaign …`
+///
+/// `--client` is a client id or its slug; `<campaign>` a follow-up campaign's id or name.
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// List the client's follow-up campaigns with their stages.
+    List {
+        /// Client id or slug.
+        #[arg(long)]
+        client: String,
+    },
+    /// Pause a campaign: its pending attempts (and new enrollments) wait until it resumes.
+    Pause {
+        /// Client id or slug.
+        #[arg(long)]
+        client: String,
+        /// Campaign id or name.
+        campaign: String,
+    },
+    /// Resume a paused campaign: its paused attempts are pending again.
+    Resume {
+        /// Client id or slug.
+        #[arg(long)]
+        client: String,
+        /// Campaign id or name.
+        campaign: String,
     },
 }
 

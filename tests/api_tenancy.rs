@@ -241,6 +241,20 @@ fn valid_body(method: &str, path: &str) -> Option<Value> {
         ("post", "/v1/clients") => Some(onboarding("intruder", "x")),
         ("post", "/v1/clients/{client_id}/blocklist") => Some(json!({"phone": "+14155550100"})),
         ("post", "/v1/calls") => Some(json!({"phone": "+14155550100"})),
+        ("post", "/v1/clients/{client_id}/scheduled-attempts/{job_id}/reschedule") => {
+            Some(json!({"at": chrono::Utc::now() + chrono::Duration::days(1)}))
+        }
+        ("post", "/v1/clients/{client_id}/leads/cancel-scheduled") => {
+            Some(json!({"phone": "+14155550100"}))
+        }
+        (
+            "post" | "put",
+            "/v1/clients/{client_id}/follow-up-campaigns"
+            | "/v1/clients/{client_id}/follow-up-campaigns/{campaign}",
+        ) => Some(json!({"name": "no-shows", "stages": [{"day_offset": 1, "time": "10:00"}]})),
+        ("put", "/v1/clients/{client_id}/retry-schedules/{campaign_id}") => {
+            Some(json!({"ladder_minutes": [15], "max_attempts": 2}))
+        }
         _ => None,
     }
 }
@@ -258,6 +272,9 @@ async fn tenant_state(api: &Api, tenant: &str) -> String {
         ("audit_log", "tenant_id"),
         ("call_blocklist", "tenant_id"),
         ("idempotency_keys", "tenant_id"),
+        ("scheduled_jobs", "tenant_id"),
+        ("follow_up_campaigns", "tenant_id"),
+        ("retry_schedules", "tenant_id"),
     ] {
         let rows: Vec<String> = sqlx::query_scalar(&format!(
             "SELECT row_to_json(t)::text FROM {table} t WHERE {column} = $1 ORDER BY 1"
@@ -293,6 +310,8 @@ async fn a_key_of_one_tenant_can_never_touch_another_tenant_on_any_route() {
                 .replace("{list}", "do_not_call")
                 .replace("{phone}", "+14155550100")
                 .replace("{campaign_id}", "spring-promo")
+                .replace("{campaign}", "no-shows")
+                .replace("{job_id}", &uuid::Uuid::now_v7().to_string())
                 .replace("{call_id}", &uuid::Uuid::now_v7().to_string());
             let verb = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (status, _, body) = api
@@ -774,6 +793,20 @@ async fn the_openapi_document_parses_and_lists_every_route() {
         "POST /v1/clients/{client_id}/api-keys/{key_id}/rotate",
         "DELETE /v1/clients/{client_id}/api-keys/{key_id}",
         "GET /v1/clients/{client_id}/audit",
+        "GET /v1/clients/{client_id}/scheduled-attempts",
+        "POST /v1/clients/{client_id}/scheduled-attempts/{job_id}/cancel",
+        "POST /v1/clients/{client_id}/scheduled-attempts/{job_id}/reschedule",
+        "POST /v1/clients/{client_id}/leads/cancel-scheduled",
+        "GET /v1/clients/{client_id}/follow-up-campaigns",
+        "POST /v1/clients/{client_id}/follow-up-campaigns",
+        "GET /v1/clients/{client_id}/follow-up-campaigns/{campaign}",
+        "PUT /v1/clients/{client_id}/follow-up-campaigns/{campaign}",
+        "DELETE /v1/clients/{client_id}/follow-up-campaigns/{campaign}",
+        "POST /v1/clients/{client_id}/follow-up-campaigns/{campaign}/pause",
+        "POST /v1/clients/{client_id}/follow-up-campaigns/{campaign}/resume",
+        "GET /v1/clients/{client_id}/retry-schedules",
+        "PUT /v1/clients/{client_id}/retry-schedules/{campaign_id}",
+        "DELETE /v1/clients/{client_id}/retry-schedules/{campaign_id}",
     ]
     .into_iter()
     .map(str::to_owned)

@@ -1,5 +1,5 @@
 //! The management API under `/v1`: clients, configuration, feature flags, credentials, API
-//! keys, audit log; its OpenAPI 3.1 document is generated from the handlers and served at
+//! keys, audit log, the schedule (scheduled attempts, follow-up campaigns, retry schedules); its OpenAPI 3.1 document is generated from the handlers and served at
 //! `/v1/openapi.json`.
 //!
 //! Every route under `/v1/clients/{client_id}` is scoped to that client before anything else
@@ -17,8 +17,10 @@ pub mod credentials;
 pub mod dead_letters;
 pub mod error;
 pub mod extract;
+pub mod follow_ups;
 pub mod keys;
 pub mod leads;
+pub mod schedule;
 pub mod settings;
 
 use std::sync::Arc;
@@ -98,6 +100,9 @@ impl AppState {
         (name = "blocklist", description = "do-not-call and opt-out numbers"),
         (name = "calls", description = "calls, their attempts and state changes"),
         (name = "dead-letters", description = "what the pipeline gave up on, with the reason"),
+        (name = "schedule", description = "scheduled attempts (retries, follow-up stages): list, cancel, move"),
+        (name = "follow-up-campaigns", description = "multi-stage follow-up campaigns on the lead's clock"),
+        (name = "retry-schedules", description = "retry policies of calling campaigns"),
     )
 )]
 struct ApiDoc;
@@ -145,6 +150,23 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::list))
         .routes(routes!(calls::list))
         .routes(routes!(calls::get))
+        .routes(routes!(schedule::list))
+        .routes(routes!(schedule::cancel))
+        .routes(routes!(schedule::reschedule))
+        .routes(routes!(schedule::cancel_for_lead))
+        .routes(routes!(follow_ups::list, follow_ups::create))
+        .routes(routes!(
+            follow_ups::get,
+            follow_ups::replace,
+            follow_ups::delete
+        ))
+        .routes(routes!(follow_ups::pause))
+        .routes(routes!(follow_ups::resume))
+        .routes(routes!(follow_ups::list_retry_schedules))
+        .routes(routes!(
+            follow_ups::put_retry_schedule,
+            follow_ups::delete_retry_schedule
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             announce_changes,

@@ -20,8 +20,10 @@ use crate::ids::TenantId;
 use crate::settings::Settings;
 use crate::{pipeline, schemas, telemetry};
 
+mod schedule;
 mod tenant;
 
+use self::schedule::{campaign_command, schedule_command};
 use self::tenant::{admin_command, keys_command, tenant_command};
 
 /// Runs one command; returns the process exit code.
@@ -89,6 +91,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Dlq { command } => dlq_command(&settings, command).await?,
         Command::Tenant { command } => return tenant_command(&settings, command).await,
+        Command::Schedule { command } => schedule_command(&settings, command).await?,
+        Command::Campaign { command } => campaign_command(&settings, command).await?,
         Command::Keys { command } => return keys_command(&settings, command).await,
         Command::Admin { command } => admin_command(&settings, command).await?,
     }

@@ -28,7 +28,7 @@ use crate::tenancy::service::{
 };
 
 /// The operator running a management command: `$USER`, else `cli`.
-fn operator() -> Actor {
+pub(super) fn operator() -> Actor {
     let name = std::env::var("USER")
         .ok()
         .filter(|name| !name.is_empty())
@@ -37,7 +37,7 @@ fn operator() -> Actor {
 }
 
 /// Turns a service error into one line; a validation failure names every field.
-fn service_error(error: ServiceError) -> anyhow::Error {
+pub(super) fn service_error(error: ServiceError) -> anyhow::Error {
     match error {
         ServiceError::Invalid(fields) => invalid(&fields),
         other => anyhow::anyhow!(other),
@@ -53,7 +53,7 @@ fn invalid(fields: &[FieldError]) -> anyhow::Error {
 }
 
 /// Finds a client by id or slug (platform mode: the slug may be anyone's).
-async fn resolve(store: &Store, client: &str) -> anyhow::Result<Client> {
+pub(super) async fn resolve(store: &Store, client: &str) -> anyhow::Result<Client> {
     let mut transaction = store.begin_platform().await?;
     let found = match TenantId::parse(client) {
         Ok(id) => tenants::get(&mut transaction, id).await?,

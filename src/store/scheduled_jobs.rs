@@ -413,6 +413,25 @@ pub async fn lock_state(
     Ok(row.map(|row| (row.state, row.cancel_reason)))
 }
 
+/// Returns one job, locked until the transaction ends (the claim loop skips it meanwhile), so
+/// a change computed from it applies to the job as read.
+pub async fn get_for_update(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<Job>, sqlx::Error> {
+    let row: Option<JobRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        job_columns!(),
+        " FROM scheduled_jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+    ))
+    .bind(tenant.as_uuid())
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Job::from))
+}
+
 /// Returns a job's state (`None`: no such job).
 pub async fn state_of(
     conn: &mut PgConnection,

@@ -138,11 +138,18 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Returns every invalid field, each named under `at` (e.g. `retry_policy`).
+    /// Returns every invalid field, each named under `at` (e.g. `retry_policy`; empty: the
+    /// policy is the whole body, and fields read `ladder_minutes`).
     #[must_use]
     pub fn validate(&self, at: &str) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        let field = |name: &str| format!("{at}.{name}");
+        let field = |name: &str| {
+            if at.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{at}.{name}")
+            }
+        };
         if self.ladder_minutes.is_empty() {
             errors.push(FieldError::new(
                 field("ladder_minutes"),
@@ -391,6 +398,45 @@ fn validate_days(
 }
 
 impl ClientConfiguration {
+    /// Returns the business's time zone: the configuration's, else `client_timezone` (the
+    /// client's), else UTC when neither parses.
+    #[must_use]
+    pub fn business_timezone(&self, client_timezone: &str) -> chrono_tz::Tz {
+        self.timezone
+            .as_deref()
+            .unwrap_or(client_timezone)
+            .parse()
+            .unwrap_or(chrono_tz::Tz::UTC)
+    }
+
+    /// Returns the country whose national format a number without `+` is read in: the
+    /// configured region, else the first caller number's country, else
+    /// [`DEFAULT_REGION`](crate::normalize::DEFAULT_REGION).
+    #[must_use]
+    pub fn lead_region(&self) -> String {
+        self.region
+            .clone()
+            .or_else(|| {
+                self.caller_numbers
+                    .first()
+                    .and_then(crate::phone::region_of)
+                    .map(|id| id.as_ref().to_owned())
+            })
+            .unwrap_or_else(|| crate::normalize::DEFAULT_REGION.to_owned())
+    }
+
+    /// Returns the names of the agent's variants (`agent.variants[].name`).
+    #[must_use]
+    pub fn agent_variant_names(&self) -> Vec<String> {
+        self.agent
+            .get("variants")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|variant| variant.get("name")?.as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Returns whether some instant of a week satisfies the legal hours, the calling windows
     /// and the business hours together, for a callee in the business's own zone (holidays
     /// aside: they are finite, so the windows open after them).

@@ -33,7 +33,7 @@ use crate::bus::subjects::{self, TenantToken};
 use crate::crypto::{self, Keyring};
 use crate::ids::TenantId;
 use crate::ingress::verify::StandardWebhooks;
-use crate::normalize::{DEFAULT_REGION, FieldMapping};
+use crate::normalize::FieldMapping;
 use crate::secret::Secret;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, credentials, tenants};
@@ -342,23 +342,8 @@ impl Directory {
         };
         tx.commit().await?;
 
-        let timezone = configuration
-            .timezone
-            .as_deref()
-            .unwrap_or(&client.timezone)
-            .parse::<Tz>()
-            .unwrap_or(Tz::UTC);
-        let region = configuration
-            .region
-            .clone()
-            .or_else(|| {
-                configuration
-                    .caller_numbers
-                    .first()
-                    .and_then(crate::phone::region_of)
-                    .map(|id| id.as_ref().to_owned())
-            })
-            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        let timezone = configuration.business_timezone(&client.timezone);
+        let region = configuration.lead_region();
         let field_mapping = configuration
             .providers
             .get("custom")

@@ -3,14 +3,17 @@
 //! The types here are the management API's vocabulary. Each input type validates into a list
 //! of [`FieldError`]s naming the offending field (`configuration.business_hours[1].close`),
 //! which the API answers as 422. Persistence is in `store::tenants`; every change goes through
-//! [`service`], which writes the audit log in the same transaction.
+//! [`service`] (or, for a client's schedule, [`schedule`] and [`follow_ups`]), which writes the
+//! audit log in the same transaction.
 
 pub mod api_keys;
 pub mod audit;
 pub mod config;
 pub mod directory;
+pub mod follow_ups;
 pub mod oauth;
 pub mod rotation;
+pub mod schedule;
 pub mod service;
 
 use serde::Serialize;

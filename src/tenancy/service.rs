@@ -53,7 +53,9 @@ fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
     ServiceError::Invalid(vec![FieldError::new(field, message)])
 }
 
-async fn audit(
+/// Appends an audit entry for a change `actor` made (shared with the other management
+/// modules of `tenancy`).
+pub(super) async fn audit(
     conn: &mut PgConnection,
     actor: &Actor,
     tenant: Option<TenantId>,
