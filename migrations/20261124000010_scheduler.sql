@@ -63,9 +63,9 @@ CREATE TABLE scheduled_jobs (
     cancelled_at      timestamptz,
     cancel_reason     text        CHECK (length(cancel_reason) <= 500),
     created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    FOREIGN KEY (tenant_id, campaign_id) REFERENCES follow_up_campaigns (tenant_id, id)
-        ON DELETE CASCADE
+    updated_at        timestamptz NOT NULL DEFAULT now()
+    -- No foreign key on campaign_id: deleting a campaign cancels its open jobs and keeps the
+    -- history of the fired and cancelled ones.
 );
 -- Due jobs, earliest first: the claim query.
 CREATE INDEX scheduled_jobs_due ON scheduled_jobs (due_at) WHERE state = 'pending';

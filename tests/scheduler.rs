@@ -511,3 +511,109 @@ async fn crm_events_enroll_a_lead_in_a_campaign_or_stop_it_and_a_disabled_client
     assert!(pending(&h, other).await.is_empty());
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_cancelled_retry_settles_its_call_and_a_resumed_campaign_skips_missed_stages() {
+    use caller::events::lead_flow::JobKind;
+    use caller::store::call_blocklist::{self, BlockList};
+    use caller::store::scheduled_jobs::{self, NewJob};
+
+    let phone = "+15125550195";
+    let mut behaviour = quick_calls();
+    behaviour
+        .by_callee
+        .insert(phone.to_owned(), SimOutcome::Busy);
+    // The scheduler's clock stands a month back: nothing it plans or reads here comes due.
+    let h = Harness::start(Options {
+        behaviour,
+        clock: Clock::manual(Utc::now() - TimeDelta::days(30)),
+        stages: vec!["rate_limit", "dial", "call_status", "scheduler"],
+        ..Options::default()
+    })
+    .await;
+    h.lead(h.tenant, phone, daytime_zone()).await;
+    settle(&h, phone, 1, 1).await;
+    eventually(WAIT, "the call waits for its retry", || async {
+        h.call_of(phone)
+            .await
+            .is_some_and(|(state, _)| state == "retry_scheduled")
+    })
+    .await;
+    // The number goes on the do-not-call list: the retry is cancelled and the call settles.
+    let mut tx = h.env.db.store.begin_tenant(h.tenant).await.unwrap();
+    call_blocklist::add(
+        &mut tx,
+        h.tenant,
+        &PhoneNumber::parse(phone).unwrap(),
+        BlockList::OptOut,
+        None,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert!(pending(&h, phone).await.is_empty());
+    assert_eq!(h.call_of(phone).await.unwrap().0, "cancelled");
+
+    // A campaign paused for a week: of the two stages a lead missed meanwhile only the later
+    // is called on resume; the stage still ahead stays.
+    let campaign = uuid::Uuid::now_v7();
+    let mut tx = h.env.db.store.begin_tenant(h.tenant).await.unwrap();
+    follow_up_campaigns::create(
+        &mut tx,
+        h.tenant,
+        campaign,
+        &CampaignSpec {
+            name: "weekly".to_owned(),
+            stages: vec![stage(1, "10:00"), stage(3, "10:00"), stage(30, "10:00")],
+            triggers: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let other = "+15125550196";
+    let to = PhoneNumber::parse(other).unwrap();
+    let lead = serde_json::to_value(harness::resolved(other, Tz::UTC)).unwrap();
+    for (index, days) in [(0u32, -6i64), (1, -4), (2, 23)] {
+        let at = Utc::now() + TimeDelta::days(days);
+        scheduled_jobs::insert(
+            &mut tx,
+            &NewJob {
+                id: uuid::Uuid::now_v7(),
+                tenant: h.tenant,
+                kind: JobKind::FollowUp,
+                to: &to,
+                crm_contact_id: None,
+                call_id: None,
+                attempt_number: 1,
+                campaign: Some((campaign, index)),
+                paused: true,
+                due_at: at,
+                earliest_at: at,
+                reason: "escalated",
+                timezone: "UTC",
+                timezone_fallback: false,
+                lead: &lead,
+                source_event_id: caller::ids::EventId::new_v7(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let resumed = scheduled_jobs::set_campaign_paused(&mut tx, h.tenant, campaign, false)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(resumed, 2);
+    let states: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT state, cancel_reason FROM scheduled_jobs WHERE to_number = $1 ORDER BY due_at",
+    )
+    .bind(other)
+    .fetch_all(&h.env.db.observer)
+    .await
+    .unwrap();
+    assert_eq!(states[0].0, "cancelled");
+    assert!(states[0].1.as_deref().unwrap().starts_with("skipped"));
+    assert_eq!(states[1].0, "pending");
+    assert_eq!(states[2].0, "pending");
+    h.finish().await;
+}

@@ -177,7 +177,7 @@ pub async fn set_state(
     row.map(Campaign::try_from).transpose()
 }
 
-/// Deletes a campaign and its jobs; false when it did not exist.
+/// Deletes a campaign (its jobs keep its id as history); false when it did not exist.
 pub async fn delete(
     conn: &mut PgConnection,
     tenant: TenantId,

@@ -275,9 +275,16 @@ pub async fn cancel(
     .bind(tenant.as_uuid())
     .bind(id)
     .bind(reason)
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(Job::from))
+    let job = row.map(Job::from);
+    if let Some(job) = &job
+        && job.kind() == JobKind::Retry
+        && let Some(call) = job.call_id
+    {
+        settle_calls(conn, &[call]).await?;
+    }
+    Ok(job)
 }
 
 /// Cancels every job of a lead that has not dialed, found by its number or its CRM id, and
@@ -297,22 +304,25 @@ pub async fn cancel_for_lead(
     if phone.is_none() && crm_contact_id.is_none() {
         return Ok(0);
     }
-    let done = sqlx::query!(
-        "UPDATE scheduled_jobs j SET state = 'cancelled', cancelled_at = now(),
+    let retried = sqlx::query_scalar!(
+        r#"UPDATE scheduled_jobs j SET state = 'cancelled', cancelled_at = now(),
                 cancel_reason = $4, updated_at = now()
           WHERE j.tenant_id = $1 AND (j.to_number = $2 OR j.crm_contact_id = $3)
             AND (j.state IN ('pending', 'paused')
                  OR (j.state = 'fired'
                      AND NOT EXISTS (SELECT 1 FROM call_attempts a
                                       WHERE a.call_id = j.call_id
-                                        AND a.attempt_number >= j.attempt_number)))",
+                                        AND a.attempt_number >= j.attempt_number)))
+          RETURNING CASE WHEN j.kind = 'retry' THEN j.call_id END AS "call_id?""#,
         tenant.as_uuid(),
         phone.map(PhoneNumber::as_str),
         crm_contact_id,
         reason,
     )
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    let cancelled = u64::try_from(retried.len()).unwrap_or(u64::MAX);
+    settle_calls(conn, &retried.into_iter().flatten().collect::<Vec<_>>()).await?;
     if let Some(phone) = phone {
         // A first call still waiting for its window has no call row yet: it simply goes.
         sqlx::query!(
@@ -325,7 +335,27 @@ pub async fn cancel_for_lead(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(done.rows_affected())
+    Ok(cancelled)
+}
+
+/// Moves the calls of cancelled retries from `retry_scheduled` to `cancelled`, logged (the
+/// `CancelledByUs` edge of `calls::state`): a call whose retry will never come is settled.
+async fn settle_calls(conn: &mut PgConnection, calls: &[Uuid]) -> Result<(), sqlx::Error> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "WITH moved AS (
+             UPDATE calls SET state = 'cancelled'
+              WHERE id = ANY($1) AND state = 'retry_scheduled'
+              RETURNING id, tenant_id)
+         INSERT INTO call_state_transitions (tenant_id, call_id, machine, from_state, to_state)
+         SELECT tenant_id, id, 'call', 'retry_scheduled', 'cancelled' FROM moved",
+        calls,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Cancels every job of a tenant that has not fired; returns how many.
@@ -334,16 +364,19 @@ pub async fn cancel_for_tenant(
     tenant: TenantId,
     reason: &str,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE scheduled_jobs SET state = 'cancelled', cancelled_at = now(),
+    let retried = sqlx::query_scalar!(
+        r#"UPDATE scheduled_jobs SET state = 'cancelled', cancelled_at = now(),
                 cancel_reason = $2, updated_at = now()
-          WHERE tenant_id = $1 AND state IN ('pending', 'paused')",
+          WHERE tenant_id = $1 AND state IN ('pending', 'paused')
+          RETURNING CASE WHEN kind = 'retry' THEN call_id END AS "call_id?""#,
         tenant.as_uuid(),
         reason,
     )
-    .execute(conn)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(done.rows_affected())
+    let cancelled = u64::try_from(retried.len()).unwrap_or(u64::MAX);
+    settle_calls(conn, &retried.into_iter().flatten().collect::<Vec<_>>()).await?;
+    Ok(cancelled)
 }
 
 /// Moves a job that has not fired to `due_at` (already inside the windows); returns it.
@@ -369,8 +402,32 @@ pub async fn reschedule(
     Ok(row.map(Job::from))
 }
 
+/// Cancels the open jobs of a campaign (it is being deleted); returns how many.
+pub async fn cancel_for_campaign(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE scheduled_jobs SET state = 'cancelled', cancelled_at = now(),
+                cancel_reason = $3, updated_at = now()
+          WHERE tenant_id = $1 AND campaign_id = $2 AND state IN ('pending', 'paused')",
+        tenant.as_uuid(),
+        campaign,
+        reason,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Pauses (`pending` → `paused`) or resumes (`paused` → `pending`) a campaign's jobs;
 /// returns how many moved.
+///
+/// Resuming does not call a lead once per stage it missed: of a lead's stages that fell due
+/// while the campaign was paused, only the last one is kept; the earlier ones are cancelled as
+/// skipped.
 pub async fn set_campaign_paused(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -382,6 +439,23 @@ pub async fn set_campaign_paused(
     } else {
         ("paused", "pending")
     };
+    if !paused {
+        sqlx::query!(
+            "UPDATE scheduled_jobs j
+                SET state = 'cancelled', cancelled_at = now(), updated_at = now(),
+                    cancel_reason = 'skipped: fell due while the campaign was paused'
+              WHERE j.tenant_id = $1 AND j.campaign_id = $2 AND j.state = 'paused'
+                AND j.due_at < now()
+                AND EXISTS (SELECT 1 FROM scheduled_jobs k
+                             WHERE k.tenant_id = j.tenant_id AND k.campaign_id = j.campaign_id
+                               AND k.to_number = j.to_number AND k.state = 'paused'
+                               AND k.due_at < now() AND k.due_at > j.due_at)",
+            tenant.as_uuid(),
+            campaign,
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
     let done = sqlx::query!(
         "UPDATE scheduled_jobs SET state = $4, updated_at = now()
           WHERE tenant_id = $1 AND campaign_id = $2 AND state = $3",
@@ -390,7 +464,7 @@ pub async fn set_campaign_paused(
         from,
         to,
     )
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())
 }

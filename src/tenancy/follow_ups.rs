@@ -113,6 +113,8 @@ pub async fn delete(
     key: &str,
 ) -> Result<(), ServiceError> {
     let before = find(conn, tenant, key).await?;
+    // Its open attempts go; the fired and cancelled ones stay as history.
+    scheduled_jobs::cancel_for_campaign(conn, tenant, before.id, "campaign deleted").await?;
     if !campaigns::delete(conn, tenant, before.id).await? {
         return Err(ServiceError::NotFound);
     }
