@@ -617,3 +617,34 @@ async fn a_cancelled_retry_settles_its_call_and_a_resumed_campaign_skips_missed_
     assert_eq!(states[2].0, "pending");
     h.finish().await;
 }
+
+#[tokio::test]
+async fn an_escalation_to_a_missing_campaign_alerts_the_client() {
+    let phone = "+15125550197";
+    let mut behaviour = quick_calls();
+    behaviour
+        .by_callee
+        .insert(phone.to_owned(), SimOutcome::NoAnswer);
+    let h = Harness::start(Options {
+        behaviour,
+        stages: vec!["rate_limit", "dial", "call_status", "scheduler"],
+        configuration: json!({
+            "retry_policy": {"ladder_minutes": [15], "max_attempts": 1, "escalate_to": "ghost"}
+        }),
+        ..Options::default()
+    })
+    .await;
+    h.lead(h.tenant, phone, daytime_zone()).await;
+    eventually(WAIT, "an open escalation alert", || async {
+        let alerts = caller::store::alerts::list(&h.env.db.store, h.tenant, 10)
+            .await
+            .unwrap();
+        alerts.iter().any(|alert| {
+            alert.kind == caller::stages::scheduler::ESCALATION_ALERT
+                && alert.message.contains("`ghost`")
+        })
+    })
+    .await;
+    assert!(jobs(&h, phone).await.is_empty());
+    h.finish().await;
+}

@@ -28,14 +28,19 @@ use crate::events::call_flow::CallOutcome;
 use crate::events::lead_flow::{JobKind, LeadResolved};
 use crate::scheduling::retry::{self, Decision};
 use crate::shutdown::Shutdown;
-use crate::store::{call_blocklist, calls, follow_up_campaigns};
+use crate::store::{alerts, call_blocklist, calls, follow_up_campaigns};
 use crate::tenancy::directory::Directory;
+
+/// The tenant alert raised when a retry policy escalates to a campaign that does not exist.
+pub const ESCALATION_ALERT: &str = "schedule_escalation_missing";
 
 /// Turns outcomes into scheduled attempts.
 #[derive(Debug)]
 pub struct Scheduler {
     directory: Directory,
     clock: Clock,
+    /// For tenant alerts, written outside the claim's transaction.
+    store: crate::store::Store,
 }
 
 impl Stage for Scheduler {
@@ -46,6 +51,7 @@ impl Stage for Scheduler {
         Ok(Self {
             directory: runtime.directory.clone(),
             clock: runtime.clock.clone(),
+            store: runtime.store.detached(2),
         })
     }
 
@@ -153,6 +159,18 @@ impl Stage for Scheduler {
                 let Some(found) = follow_up_campaigns::by_name(cx.tx, tenant, &campaign).await?
                 else {
                     tracing::warn!(tenant_id = %tenant, %campaign, "retry policy escalates to a campaign that does not exist; nothing scheduled");
+                    let message = format!(
+                        "a lead's attempts ran out, but the retry policy escalates to the \
+                         follow-up campaign `{campaign}`, which does not exist: create it, or \
+                         change `retry_policy.escalate_to`"
+                    );
+                    // Best effort: the alert is for people; the decision stands either way.
+                    if let Err(error) =
+                        alerts::raise(&self.store, tenant, ESCALATION_ALERT, "scheduler", &message)
+                            .await
+                    {
+                        tracing::warn!(%error, "could not raise the escalation alert");
+                    }
                     return Ok(());
                 };
                 let written = plan::enroll(
