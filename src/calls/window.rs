@@ -48,7 +48,9 @@
 
 use std::ops::Range;
 
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 
 use crate::tenancy::config::{ClientConfiguration, DayHours, Weekday};
@@ -408,7 +410,8 @@ fn working_days(stretches: &[Stretch], holidays: &[NaiveDate]) -> Vec<Range<Date
             let open = day_start.max(clock_start);
             let close = (day_start + TimeDelta::days(1)).min(clock_end);
             if open < close {
-                intervals.push((open - stretch.offset).and_utc()..(close - stretch.offset).and_utc());
+                intervals
+                    .push((open - stretch.offset).and_utc()..(close - stretch.offset).and_utc());
             }
         }
     }

@@ -109,7 +109,11 @@ impl CampaignSpec {
                     format!("the client's agent has no variant `{variant}`"),
                 ));
             }
-            if stage.message.as_ref().is_some_and(|message| message.len() > 2_000) {
+            if stage
+                .message
+                .as_ref()
+                .is_some_and(|message| message.len() > 2_000)
+            {
                 errors.push(FieldError::new(at("message"), "at most 2000 characters"));
             }
         }
@@ -206,15 +210,24 @@ mod tests {
         // 23:30 in New York on Monday 2 March is 04:30 UTC on Tuesday.
         let enrolled: DateTime<Utc> = "2026-03-03T04:30:00Z".parse().unwrap();
         let first = stage_time(enrolled, tz, &stage(1, "10:00"));
-        assert_eq!(first, "2026-03-03T15:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            first,
+            "2026-03-03T15:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         // A same-day stage whose hour has passed is due at once.
         assert_eq!(stage_time(enrolled, tz, &stage(0, "10:00")), enrolled);
         // Across the spring-forward change (8 March): 10:00 EDT is 14:00 UTC.
         let week = stage_time(enrolled, tz, &stage(7, "10:00"));
-        assert_eq!(week, "2026-03-09T14:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            week,
+            "2026-03-09T14:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         // 02:30 does not exist on 8 March: the first minute after the gap, 03:00 EDT.
         let gap = stage_time(enrolled, tz, &stage(6, "02:30"));
-        assert_eq!(gap, "2026-03-08T07:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            gap,
+            "2026-03-08T07:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[test]

@@ -265,10 +265,7 @@ mod tests {
             code: Some(21211),
             reason: None,
         });
-        assert!(matches!(
-            decide_default(&invalid, 1),
-            Decision::Done { .. }
-        ));
+        assert!(matches!(decide_default(&invalid, 1), Decision::Done { .. }));
         assert!(matches!(
             decide_default(&Outcome::Human, 1),
             Decision::Done { .. }

@@ -11,7 +11,10 @@ pub const DEFAULT_STATUS_FIELD: &str = "status";
 /// Returns the field a tenant's CRM status is read from.
 #[must_use]
 pub fn status_field(rules: &StopRules) -> &str {
-    rules.status_field.as_deref().unwrap_or(DEFAULT_STATUS_FIELD)
+    rules
+        .status_field
+        .as_deref()
+        .unwrap_or(DEFAULT_STATUS_FIELD)
 }
 
 /// Returns why `lead` must be stopped, if a rule matches: its status or one of its tags.

@@ -178,7 +178,11 @@ pub async fn set_state(
 }
 
 /// Deletes a campaign and its jobs; false when it did not exist.
-pub async fn delete(conn: &mut PgConnection, tenant: TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn delete(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let done = sqlx::query!(
         "DELETE FROM follow_up_campaigns WHERE tenant_id = $1 AND id = $2",
         tenant.as_uuid(),

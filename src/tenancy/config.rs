@@ -461,7 +461,11 @@ impl ClientConfiguration {
             errors.push(FieldError::new(at("holidays"), "at most 400 days"));
         }
         if self.stop_on.statuses.len() + self.stop_on.tags.len() > 100
-            || self.stop_on.status_field.as_ref().is_some_and(|field| field.trim().is_empty())
+            || self
+                .stop_on
+                .status_field
+                .as_ref()
+                .is_some_and(|field| field.trim().is_empty())
         {
             errors.push(FieldError::new(
                 at("stop_on"),

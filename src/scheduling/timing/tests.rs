@@ -79,9 +79,8 @@ fn week(low: u32, high: u32) -> impl Strategy<Value = Vec<DayHours>> {
 }
 
 fn instant() -> impl Strategy<Value = DateTime<Utc>> {
-    let anywhere = (1_704_067_200i64..1_956_528_000).prop_map(|secs| {
-        DateTime::from_timestamp(secs, 0).unwrap_or_default()
-    });
+    let anywhere = (1_704_067_200i64..1_956_528_000)
+        .prop_map(|secs| DateTime::from_timestamp(secs, 0).unwrap_or_default());
     let near_change = (0..TRANSITIONS.len(), -172_800i64..172_800).prop_map(|(index, secs)| {
         TRANSITIONS[index].parse::<DateTime<Utc>>().unwrap() + TimeDelta::seconds(secs)
     });
@@ -168,7 +167,9 @@ fn inside(windows: &[DayHours], clock: chrono::NaiveDateTime) -> bool {
     // Whole minutes are enough: every window edge is a whole minute, and so is every
     // transition of the zones above.
     windows.iter().any(|window| {
-        window.day == day && minute_of(&window.open) <= minutes && minutes < minute_of(&window.close)
+        window.day == day
+            && minute_of(&window.open) <= minutes
+            && minutes < minute_of(&window.close)
     })
 }
 
@@ -176,10 +177,10 @@ fn allowed(case: &Case, at: DateTime<Utc>) -> bool {
     let callee = at.with_timezone(&case.callee_tz).naive_local();
     let business = at.with_timezone(&case.business_tz).naive_local();
     let legal = (8 * 60..21 * 60).contains(&(callee.hour() * 60 + callee.minute()));
-    let windows = case.config.calling_windows.is_empty()
-        || inside(&case.config.calling_windows, callee);
-    let hours = case.config.business_hours.is_empty()
-        || inside(&case.config.business_hours, business);
+    let windows =
+        case.config.calling_windows.is_empty() || inside(&case.config.calling_windows, callee);
+    let hours =
+        case.config.business_hours.is_empty() || inside(&case.config.business_hours, business);
     let holiday: bool = case
         .config
         .holidays

@@ -53,7 +53,10 @@ pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
                 settings.poll()
             }
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "scheduler round failed; retrying");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "scheduler round failed; retrying"
+                );
                 backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
                 backoff
             }
@@ -156,7 +159,8 @@ pub async fn round(runtime: &Runtime, settings: &SchedulerSettings) -> anyhow::R
                     }
                     Err(error) => {
                         tracing::error!(%error, job_id = %job.id, "scheduled job cannot be published; cancelled");
-                        scheduled_jobs::cancel(&mut tx, job.tenant, job.id, "unpublishable").await?;
+                        scheduled_jobs::cancel(&mut tx, job.tenant, job.id, "unpublishable")
+                            .await?;
                         result.cancelled += 1;
                     }
                 }

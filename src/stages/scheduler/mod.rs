@@ -77,9 +77,13 @@ impl Stage for Scheduler {
         let Some(snapshot) = self.directory.tenant(tenant).await?.filter(|s| s.active) else {
             return Ok(());
         };
-        let lead: LeadResolved = serde_json::from_value(call.lead.clone())
-            .map_err(|error| StageError::rejected(format!("the call's lead is unreadable: {error}")))?;
-        if !call_blocklist::lists_of(cx.tx, tenant, &lead.phone).await?.is_empty() {
+        let lead: LeadResolved = serde_json::from_value(call.lead.clone()).map_err(|error| {
+            StageError::rejected(format!("the call's lead is unreadable: {error}"))
+        })?;
+        if !call_blocklist::lists_of(cx.tx, tenant, &lead.phone)
+            .await?
+            .is_empty()
+        {
             return Ok(());
         }
         if booked(cx, outcome).await? {
