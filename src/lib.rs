@@ -48,9 +48,9 @@ pub mod phone;
 pub mod pipeline;
 pub mod providers;
 pub mod recording;
+pub mod scheduling;
 #[cfg(any(test, feature = "test-util"))]
 #[doc(hidden)]
-pub mod scheduling;
 pub mod schema_check;
 pub mod schemas;
 pub mod secret;
