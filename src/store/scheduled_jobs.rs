@@ -199,11 +199,24 @@ pub async fn insert(conn: &mut PgConnection, job: &NewJob<'_>) -> Result<bool, s
 
 /// Claims up to `limit` pending jobs due at `now`, earliest first, platform-wide: locked
 /// until the transaction ends, and skipped by every other scheduler meanwhile.
+///
+/// Turns sequential scans off for the rest of the transaction (see the note inside).
 pub async fn claim_due(
     conn: &mut PgConnection,
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Job>, sqlx::Error> {
+    // NOTE: the planner cannot estimate the row-level security filter
+    // (`app_is_platform() OR tenant_id = app_tenant_id()`, opaque settings), guesses that
+    // well under 1 % of the due rows pass it, and concludes that reading the whole table and
+    // sorting it beats walking `scheduled_jobs_due` in order until `limit` rows. With 100,000
+    // jobs due that is a sequential scan and a 50 MB on-disk sort per claim, 120 ms instead of
+    // under 1 ms (docs/benchmarks.md, scheduler). `SET LOCAL` lasts until the transaction
+    // ends; the round's other statements are lookups and updates by id, which never want a
+    // sequential scan either.
+    sqlx::query("SET LOCAL enable_seqscan = off")
+        .execute(&mut *conn)
+        .await?;
     let rows: Vec<JobRow> = sqlx::query_as(concat!(
         "SELECT ",
         job_columns!(),

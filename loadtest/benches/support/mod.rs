@@ -62,6 +62,8 @@ pub fn start_nats(store: &std::path::Path) -> (Server, String) {
 pub struct Database {
     admin: PgConnection,
     name: String,
+    /// The owner's URL of it (bulk set-up, `ANALYZE`).
+    pub owner_url: String,
 }
 
 impl Database {
@@ -82,7 +84,7 @@ impl Database {
             max_connections: 16,
             acquire_timeout_ms: 5_000,
         };
-        let owner = Store::connect(&settings(db_url)).await.unwrap();
+        let owner = Store::connect(&settings(db_url.clone())).await.unwrap();
         owner.migrate().await.unwrap();
         owner.pool().close().await;
         let app_url = std::env::var("CALLER_TEST_APP_DATABASE_URL").unwrap_or_else(|_| {
@@ -90,7 +92,14 @@ impl Database {
         });
         let app_url = format!("{}/{name}", app_url.rsplit_once('/').unwrap().0);
         let store = Store::connect(&settings(app_url)).await.unwrap();
-        (store, Self { admin, name })
+        (
+            store,
+            Self {
+                admin,
+                name,
+                owner_url: db_url,
+            },
+        )
     }
 
     /// Drops it.
