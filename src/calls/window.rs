@@ -369,6 +369,35 @@ fn transition_between(
 /// Returns the instants of `stretches` at which the local clock reads inside `windows`, sorted
 /// and merged.
 fn open_intervals(stretches: &[Stretch], windows: &[Window]) -> Vec<Range<DateTime<Utc>>> {
+    local_intervals(stretches, |date| {
+        windows
+            .iter()
+            .filter(move |window| window.day == date.weekday())
+            .map(move |window| (date.and_time(window.open), date.and_time(window.close)))
+    })
+}
+
+/// Returns the instants of `stretches` whose local date is not one of `holidays` (sorted),
+/// sorted and merged.
+fn working_days(stretches: &[Stretch], holidays: &[NaiveDate]) -> Vec<Range<DateTime<Utc>>> {
+    local_intervals(stretches, |date| {
+        let day_start = date.and_time(NaiveTime::MIN);
+        holidays
+            .binary_search(&date)
+            .is_err()
+            .then_some((day_start, day_start + TimeDelta::days(1)))
+    })
+}
+
+/// Returns the instants of `stretches` at which the local clock reads inside one of the
+/// local ranges `ranges_of(date)` gives for each date the stretches cover, sorted and merged.
+fn local_intervals<I>(
+    stretches: &[Stretch],
+    mut ranges_of: impl FnMut(NaiveDate) -> I,
+) -> Vec<Range<DateTime<Utc>>>
+where
+    I: IntoIterator<Item = (NaiveDateTime, NaiveDateTime)>,
+{
     let mut intervals = Vec::new();
     for stretch in stretches {
         // Within a stretch the local clock is UTC plus a constant: map, clip, map back.
@@ -378,40 +407,14 @@ fn open_intervals(stretches: &[Stretch], windows: &[Window]) -> Vec<Range<DateTi
             if date > clock_end.date() {
                 break;
             }
-            for window in windows.iter().filter(|window| window.day == date.weekday()) {
-                let open = date.and_time(window.open).max(clock_start);
-                let close = date.and_time(window.close).min(clock_end);
+            for (open, close) in ranges_of(date) {
+                let open = open.max(clock_start);
+                let close = close.min(clock_end);
                 if open < close {
                     intervals.push(
                         (open - stretch.offset).and_utc()..(close - stretch.offset).and_utc(),
                     );
                 }
-            }
-        }
-    }
-    merge(intervals)
-}
-
-/// Returns the instants of `stretches` whose local date is not one of `holidays` (sorted),
-/// sorted and merged.
-fn working_days(stretches: &[Stretch], holidays: &[NaiveDate]) -> Vec<Range<DateTime<Utc>>> {
-    let mut intervals = Vec::new();
-    for stretch in stretches {
-        let clock_start = stretch.start.naive_utc() + stretch.offset;
-        let clock_end = stretch.end.naive_utc() + stretch.offset;
-        for date in clock_start.date().iter_days() {
-            if date > clock_end.date() {
-                break;
-            }
-            if holidays.binary_search(&date).is_ok() {
-                continue;
-            }
-            let day_start = date.and_time(NaiveTime::MIN);
-            let open = day_start.max(clock_start);
-            let close = (day_start + TimeDelta::days(1)).min(clock_end);
-            if open < close {
-                intervals
-                    .push((open - stretch.offset).and_utc()..(close - stretch.offset).and_utc());
             }
         }
     }
