@@ -86,6 +86,11 @@ pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Adds `count` to a counter.
+pub fn add(counter: &AtomicU64, count: usize) {
+    counter.fetch_add(u64::try_from(count).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
 /// Consumer state read from the server at scrape time.
 #[derive(Clone, Debug)]
 pub struct ConsumerGauge {
@@ -107,6 +112,21 @@ type CounterDoc<T> = (&'static str, &'static str, fn(&T) -> u64);
 pub struct Metrics {
     stages: Arc<RwLock<BTreeMap<String, Arc<StageMetrics>>>>,
     requests: Arc<RwLock<RequestCounts>>,
+    /// The scheduler's claim loop in this process.
+    pub scheduler: Arc<SchedulerMetrics>,
+}
+
+/// What the scheduler's claim loops of this process did with due jobs.
+#[derive(Debug, Default)]
+pub struct SchedulerMetrics {
+    /// Jobs published and marked fired.
+    pub fired: AtomicU64,
+    /// Jobs whose window was closed when due, moved to the next opening.
+    pub moved: AtomicU64,
+    /// Jobs cancelled when due (their client disabled, their lead unreadable).
+    pub cancelled: AtomicU64,
+    /// Claim rounds that failed and rolled back.
+    pub failed_rounds: AtomicU64,
 }
 
 /// Answered requests by (route template, status).
@@ -252,6 +272,36 @@ impl Metrics {
                     .expect("writing to a String never fails");
             }
         }
+        let scheduler: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "caller_scheduler_fired_total",
+                "Due jobs published and marked fired.",
+                &self.scheduler.fired,
+            ),
+            (
+                "caller_scheduler_moved_total",
+                "Due jobs moved to the next window opening.",
+                &self.scheduler.moved,
+            ),
+            (
+                "caller_scheduler_cancelled_total",
+                "Due jobs cancelled when claimed (client disabled, lead unreadable).",
+                &self.scheduler.cancelled,
+            ),
+            (
+                "caller_scheduler_failed_rounds_total",
+                "Claim rounds that failed and rolled back.",
+                &self.scheduler.failed_rounds,
+            ),
+        ];
+        for (name, help, counter) in scheduler {
+            writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.load(Ordering::Relaxed)
+            )
+            .expect("writing to a String never fails");
+        }
         let name = "caller_http_requests_total";
         writeln!(
             out,
@@ -287,6 +337,9 @@ mod tests {
             redelivered: 0,
         }]);
         assert!(text.contains("caller_stage_processed_total{stage=\"canary\"} 1"));
+        bump(&metrics.scheduler.fired);
+        let text = metrics.render(&[]);
+        assert!(text.contains("caller_scheduler_fired_total 1"));
         assert!(
             text.contains("caller_stage_handler_seconds_bucket{stage=\"canary\",le=\"0.005\"} 1")
         );

@@ -24,6 +24,7 @@ use crate::bus::runner::Runtime;
 use crate::calls::window::{Admission, CallingPolicy};
 use crate::events::lead_flow::{JobKind, LeadResolved, ScheduledAttempt};
 use crate::ids::{EventId, TenantId};
+use crate::metrics;
 use crate::settings::SchedulerSettings;
 use crate::shutdown::Shutdown;
 use crate::stages::rate_limit::call_id_of;
@@ -42,7 +43,17 @@ pub async fn run(runtime: Runtime, shutdown: Shutdown) -> anyhow::Result<()> {
     let settings = runtime.stages.scheduler.clone();
     let mut backoff = settings.poll();
     loop {
-        let pause = match round(&runtime, &settings).await {
+        let counters = &runtime.metrics.scheduler;
+        let outcome = round(&runtime, &settings).await;
+        match &outcome {
+            Ok(done) => {
+                metrics::add(&counters.fired, done.fired);
+                metrics::add(&counters.moved, done.moved);
+                metrics::add(&counters.cancelled, done.cancelled);
+            }
+            Err(_) => metrics::bump(&counters.failed_rounds),
+        }
+        let pause = match outcome {
             // A full batch: more may be due at once.
             Ok(fired) if fired.claimed >= usize::try_from(settings.batch).unwrap_or(1) => {
                 backoff = settings.poll();
