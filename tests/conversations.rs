@@ -425,3 +425,74 @@ fn channel_energy(wav: &[u8]) -> (u64, u64) {
     }
     energy
 }
+
+/// A scheduled job: kind, state, due time, earliest time, reason.
+type JobRow = (
+    String,
+    String,
+    chrono::DateTime<Utc>,
+    chrono::DateTime<Utc>,
+    String,
+);
+
+#[tokio::test]
+async fn a_callback_the_lead_asks_for_is_a_scheduled_job_in_its_windows() {
+    use chrono::TimeZone as _;
+
+    let phone = "+12015550131";
+    let zone = daytime_zone();
+    // Tomorrow at 15:00 on the lead's clock.
+    let tomorrow = (Utc::now().with_timezone(&zone) + TimeDelta::days(1)).date_naive();
+    let requested = zone
+        .from_local_datetime(&tomorrow.and_hms_opt(15, 0, 0).unwrap())
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc);
+    let (h, _el) = conversations::start(Setup {
+        script: Script::new()
+            .say("Hi, is now a good time?", 500)
+            .listen("Not really, call me back tomorrow at three.")
+            .tool(
+                "schedule_callback",
+                json!({"at": requested.to_rfc3339()}),
+                true,
+            )
+            .say("Will do, talk tomorrow.", 300)
+            .end(),
+        caller: vec![
+            CallerStep::WaitForAgentAudio { timeout_ms: 20_000 },
+            CallerStep::Speak { ms: 500 },
+        ],
+        stages: vec!["rate_limit", "dial", "call_status", "converse"],
+        converse: conversations::quick_leases(),
+        first_message: None,
+    })
+    .await;
+    h.lead(h.tenant, phone, zone).await;
+    conversations::ended(&h, phone).await;
+    let jobs: Vec<JobRow> = sqlx::query_as(
+        "SELECT kind, state, due_at, earliest_at, reason FROM scheduled_jobs
+              WHERE to_number = $1",
+    )
+    .bind(phone)
+    .fetch_all(&h.env.db.observer)
+    .await
+    .unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let (kind, state, due_at, earliest_at, reason) = &jobs[0];
+    assert_eq!(kind, "callback");
+    assert_eq!(state, "pending");
+    assert_eq!(*earliest_at, requested);
+    // 15:00 is inside the legal hours: due as asked.
+    assert_eq!(*due_at, requested);
+    assert_eq!(reason, "callback requested by the lead");
+    let result: String =
+        sqlx::query_scalar("SELECT result FROM tool_invocations WHERE name = 'schedule_callback'")
+            .fetch_one(&h.env.db.observer)
+            .await
+            .unwrap();
+    let result: Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(result["scheduled"], true);
+    assert_eq!(result["moved_into_calling_hours"], false);
+    h.finish().await;
+}

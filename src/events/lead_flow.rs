@@ -117,6 +117,8 @@ pub enum JobKind {
     Retry,
     /// A stage of a follow-up campaign: a new call.
     FollowUp,
+    /// A callback the lead asked for on a call (the agent's `schedule_callback`): a new call.
+    Callback,
 }
 
 impl JobKind {
@@ -126,6 +128,7 @@ impl JobKind {
         match self {
             Self::Retry => "retry",
             Self::FollowUp => "follow_up",
+            Self::Callback => "callback",
         }
     }
 
@@ -135,6 +138,7 @@ impl JobKind {
         match text {
             "retry" => Some(Self::Retry),
             "follow_up" => Some(Self::FollowUp),
+            "callback" => Some(Self::Callback),
             _ => None,
         }
     }

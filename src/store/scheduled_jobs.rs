@@ -54,7 +54,7 @@ pub struct Job {
     /// Its tenant.
     #[serde(skip)]
     pub tenant: TenantId,
-    /// `retry` or `follow_up`.
+    /// `retry`, `follow_up` or `callback`.
     pub kind: String,
     /// `pending`, `paused`, `fired` or `cancelled`.
     pub state: String,

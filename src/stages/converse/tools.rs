@@ -14,14 +14,14 @@ use serde_json::{Value, json};
 
 use super::context::{SessionContext, speak_slots};
 use crate::booking::{BookingError, BookingRequest, Calendar, LeadChange, LeadRecords, SlotQuery};
-use crate::calls::window::{Admission, CallingPolicy};
+use crate::calls::window::CallingPolicy;
 use crate::crm::ContactId;
-use crate::events::lead_flow::LeadResolved;
+use crate::events::lead_flow::{JobKind, LeadResolved};
 use crate::ids::{AttemptId, CallId, EventId, PhoneNumber, TenantId};
 use crate::providers::telephony::{CallInstructions, Telephony as _};
 use crate::providers::twilio::Twilio;
-use crate::stages::rate_limit::call_id_of;
-use crate::store::{Store, admission};
+use crate::store::Store;
+use crate::store::scheduled_jobs::{self, NewJob};
 use crate::tenancy::directory::Directory;
 
 /// What the session must do after a tool answered.
@@ -416,8 +416,9 @@ impl Tools {
         }
     }
 
-    /// Queues the callback as a deferred lead: the admission cycles dial it at `at`, or at
-    /// the first instant the calling windows allow after it.
+    /// Schedules the callback as a job of the scheduler (ADR 0020): fired at `at`, or at the
+    /// first instant the calling windows allow after it, as a new call; listed and cancelled
+    /// like every scheduled attempt (a booking or an opt-out cancels it).
     async fn enqueue_callback(
         &self,
         scope: &CallScope,
@@ -442,37 +443,46 @@ impl Tools {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(database)?;
-        let lead_json = lead.0;
-        let lead: LeadResolved = serde_json::from_value(lead_json.clone())
+        let lead: LeadResolved = serde_json::from_value(lead.0)
             .map_err(|error| format!("the stored lead is unreadable: {error}"))?;
-        let callee_tz: Tz = lead.timezone.parse().unwrap_or(Tz::UTC);
+        let zone = crate::scheduling::zone::of(&lead, snapshot.timezone);
         let policy = CallingPolicy::from_config(&snapshot.configuration, snapshot.timezone)
             .map_err(|error| error.to_string())?;
-        let at = match policy.next_allowed(callee_tz, requested.max(Utc::now())) {
-            Admission::Now => requested.max(Utc::now()),
-            Admission::Defer { until } => until,
-            Admission::Never => return Err("no calling hours allow a callback".to_owned()),
+        let now = Utc::now();
+        let Some(at) = crate::scheduling::timing::fit(&policy, zone.tz, requested, now) else {
+            return Err("no calling hours allow a callback".to_owned());
         };
-        // The callback is a new lead event, derived from the tool call: asking twice queues once.
+        // Derived from the tool call: asking twice schedules once.
         let parent = EventId::from_uuid(scope.attempt.as_uuid());
-        let lead_event_id = EventId::derived(parent, &[b"callback", tool_call_id.as_bytes()]);
-        let to = PhoneNumber::parse(lead.phone.as_str()).map_err(|error| error.to_string())?;
-        admission::enqueue(
-            &mut tx,
-            &admission::NewQueued {
-                tenant: scope.tenant,
-                lead_event_id,
-                call_id: call_id_of(lead_event_id),
-                lead: &lead_json,
-                to: &to,
-                timezone: &lead.timezone,
-                not_before: at,
-                deferred_reason: Some("callback"),
-                attempt_number: 1,
-            },
-        )
-        .await
-        .map_err(database)?;
+        let job = EventId::derived(parent, &[b"callback", tool_call_id.as_bytes()]).as_uuid();
+        let existing = scheduled_jobs::state_of(&mut tx, scope.tenant, job)
+            .await
+            .map_err(database)?;
+        if existing.is_none() {
+            scheduled_jobs::insert(
+                &mut tx,
+                &NewJob {
+                    id: job,
+                    tenant: scope.tenant,
+                    kind: JobKind::Callback,
+                    to: &lead.phone,
+                    crm_contact_id: lead.external_id.as_deref(),
+                    call_id: None,
+                    attempt_number: 1,
+                    campaign: None,
+                    paused: false,
+                    due_at: at,
+                    earliest_at: requested,
+                    reason: "callback requested by the lead",
+                    timezone: zone.tz.name(),
+                    timezone_fallback: zone.fallback,
+                    lead: &crate::stages::scheduler::plan::lead_json(&lead),
+                    source_event_id: parent,
+                },
+            )
+            .await
+            .map_err(database)?;
+        }
         tx.commit().await.map_err(database)?;
         Ok(at)
     }

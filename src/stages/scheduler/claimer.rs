@@ -161,7 +161,9 @@ pub async fn round(runtime: &Runtime, settings: &SchedulerSettings) -> anyhow::R
             Ok(envelope) => {
                 let call = match job.kind() {
                     JobKind::Retry => job.call_id,
-                    JobKind::FollowUp => Some(call_id_of(envelope.meta.event_id).as_uuid()),
+                    JobKind::FollowUp | JobKind::Callback => {
+                        Some(call_id_of(envelope.meta.event_id).as_uuid())
+                    }
                 };
                 match envelope.to_message() {
                     Ok(message) => {
@@ -210,7 +212,7 @@ pub fn envelope(
         reason: job.reason.clone(),
         call_id: match kind {
             JobKind::Retry => job.call_id.map(crate::ids::CallId::from_uuid),
-            JobKind::FollowUp => None,
+            JobKind::FollowUp | JobKind::Callback => None,
         },
         attempt_number: u32::try_from(job.attempt_number).unwrap_or(1),
         campaign_id: job.campaign_id,
