@@ -104,6 +104,17 @@ pub struct ConsumerGauge {
     pub redelivered: u64,
 }
 
+/// Platform-wide state read from the database at scrape time (the same in every process:
+/// aggregate with `max` across instances).
+#[derive(Clone, Debug, Default)]
+pub struct PlatformGauges {
+    /// Pending scheduled jobs due now, and those due for over five minutes; `None` when the
+    /// database did not answer in time.
+    pub scheduled: Option<(u64, u64)>,
+    /// Open tenant alerts by kind (`crm_unauthorized`, …).
+    pub open_alerts: Vec<(String, u64)>,
+}
+
 /// A metric's name, help text and how to read it from a snapshot.
 type CounterDoc<T> = (&'static str, &'static str, fn(&T) -> u64);
 
@@ -172,6 +183,42 @@ impl Metrics {
             .keys()
             .cloned()
             .collect()
+    }
+
+    /// Renders every metric and the platform gauges in the Prometheus text format.
+    pub fn render_with(&self, consumers: &[ConsumerGauge], platform: &PlatformGauges) -> String {
+        let mut out = self.render(consumers);
+        if let Some((due, overdue)) = platform.scheduled {
+            for (name, help, value) in [
+                (
+                    "caller_scheduler_due_jobs",
+                    "Pending scheduled jobs whose time has come.",
+                    due,
+                ),
+                (
+                    "caller_scheduler_overdue_jobs",
+                    "Pending scheduled jobs due for more than five minutes (the scheduler is behind or down).",
+                    overdue,
+                ),
+            ] {
+                writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+                )
+                .expect("writing to a String never fails");
+            }
+        }
+        let name = "caller_tenant_alerts_open";
+        writeln!(
+            out,
+            "# HELP {name} Open tenant alerts by kind (crm_unauthorized, crm_rejected, …).\n# TYPE {name} gauge"
+        )
+        .expect("writing to a String never fails");
+        for (kind, count) in &platform.open_alerts {
+            writeln!(out, "{name}{{kind=\"{kind}\"}} {count}")
+                .expect("writing to a String never fails");
+        }
+        out
     }
 
     /// Renders every metric in the Prometheus text exposition format.

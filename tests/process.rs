@@ -237,6 +237,16 @@ async fn caller_all_becomes_ready_serves_metrics_answers_a_ping_and_drains_on_si
         metrics.contains("caller_consumer_pending{stage=\"canary\"} 0"),
         "{metrics}"
     );
+    // The platform gauges come from PostgreSQL under the application role.
+    assert!(
+        metrics.contains("caller_scheduler_due_jobs 0")
+            && metrics.contains("caller_scheduler_overdue_jobs 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE caller_tenant_alerts_open gauge"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("caller_consumer_ack_pending{stage=\"canary\"} 0"),
         "{metrics}"

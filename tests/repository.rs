@@ -93,3 +93,85 @@ fn load_scenarios_parse_and_target_only_loopback() {
     }
     assert!(seen >= 1, "no scenario in loadtest/scenarios");
 }
+
+/// Every metric name (`caller_…`) that `text` mentions.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut index = 0;
+    while let Some(found) = text[index..].find("caller_") {
+        let start = index + found;
+        let boundary =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let end = text[start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(text.len(), |len| start + len);
+        if boundary {
+            names.insert(text[start..end].to_owned());
+        }
+        index = end;
+    }
+    names
+}
+
+#[test]
+fn every_alert_rule_names_served_metrics_and_says_what_to_do() {
+    use caller::metrics::{ConsumerGauge, Metrics, PlatformGauges};
+
+    let rules = yaml("monitoring/alerts.yml");
+    // What `/metrics` serves, with every family present.
+    let metrics = Metrics::default();
+    let _ = metrics.stage("dial");
+    let served = metrics.render_with(
+        &[ConsumerGauge {
+            stage: "dial".into(),
+            pending: 1,
+            ack_pending: 0,
+            redelivered: 0,
+        }],
+        &PlatformGauges {
+            scheduled: Some((0, 0)),
+            open_alerts: vec![("crm_unauthorized".into(), 1)],
+        },
+    );
+    let served = metric_names(&served);
+    let mut alerts = 0;
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let name = rule["alert"].as_str().expect("every rule is an alert");
+            alerts += 1;
+            let expr = rule["expr"].as_str().expect("an expression");
+            for metric in metric_names(expr) {
+                assert!(
+                    served.contains(&metric),
+                    "{name} uses `{metric}`, which /metrics does not serve"
+                );
+            }
+            let severity = rule["labels"]["severity"].as_str().unwrap_or_default();
+            assert!(
+                ["warning", "critical"].contains(&severity),
+                "{name}: severity warning or critical"
+            );
+            assert!(
+                rule["annotations"]["summary"].as_str().is_some(),
+                "{name}: a summary"
+            );
+            assert!(
+                rule["annotations"]["runbook"].as_str().is_some(),
+                "{name}: a runbook"
+            );
+            assert!(rule["for"].as_str().is_some(), "{name}: a `for`");
+        }
+    }
+    assert!(alerts >= 8, "{alerts} rules");
+    // The families the issue asks for are covered.
+    let text = std::fs::read_to_string(root().join("monitoring/alerts.yml")).unwrap();
+    for needed in [
+        "caller_stage_rejected_total",
+        "caller_stage_dead_lettered_total",
+        "caller_consumer_pending",
+        "caller_tenant_alerts_open",
+    ] {
+        assert!(text.contains(needed), "no rule on {needed}");
+    }
+}

@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::bus::Bus;
-use crate::metrics::{ConsumerGauge, Metrics};
+use crate::metrics::{ConsumerGauge, Metrics, PlatformGauges};
 use crate::pipeline::StageSpec;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
@@ -140,7 +140,10 @@ async fn metrics(State(state): State<HttpState>) -> Response {
             });
         }
     }
-    let body = state.metrics.render(&gauges);
+    let platform = tokio::time::timeout(Duration::from_secs(1), platform_gauges(&state.store))
+        .await
+        .unwrap_or_default();
+    let body = state.metrics.render_with(&gauges, &platform);
     (
         [(
             header::CONTENT_TYPE,
@@ -149,6 +152,35 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Reads the platform-wide gauges; what the database does not answer is left out.
+async fn platform_gauges(store: &Store) -> PlatformGauges {
+    let scheduled = async {
+        let mut tx = store.begin_platform().await?;
+        let backlog =
+            crate::store::scheduled_jobs::backlog(&mut tx, chrono::TimeDelta::minutes(5)).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(backlog)
+    }
+    .await
+    .ok()
+    .map(|(due, overdue)| {
+        (
+            u64::try_from(due).unwrap_or_default(),
+            u64::try_from(overdue).unwrap_or_default(),
+        )
+    });
+    let open_alerts = crate::store::alerts::open_by_kind(store)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(kind, count)| (kind, u64::try_from(count).unwrap_or_default()))
+        .collect();
+    PlatformGauges {
+        scheduled,
+        open_alerts,
+    }
 }
 
 /// Serves `router` on `listener` until `shutdown`, then finishes open requests.

@@ -100,3 +100,16 @@ pub async fn list(store: &Store, tenant: TenantId, limit: i64) -> Result<Vec<Ale
     tx.commit().await?;
     Ok(alerts)
 }
+
+/// Returns how many alerts are open, by kind, across every tenant (for `/metrics`).
+pub async fn open_by_kind(store: &Store) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let mut tx = store.begin_platform().await?;
+    let rows = sqlx::query_as(
+        "SELECT kind, count(*) FROM tenant_alerts WHERE resolved_at IS NULL \
+         GROUP BY kind ORDER BY kind",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
+}

@@ -580,3 +580,21 @@ pub async fn list(
     .await?;
     Ok(rows.into_iter().map(Job::from).collect())
 }
+
+/// Returns how many pending jobs are due now, and how many of those have been due for more
+/// than `late_after` (the scheduler is behind, or not running): platform-wide.
+pub async fn backlog(
+    conn: &mut PgConnection,
+    late_after: chrono::TimeDelta,
+) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT count(*) AS "due!",
+                  count(*) FILTER (WHERE due_at < now() - make_interval(secs => $1))
+                      AS "overdue!"
+             FROM scheduled_jobs WHERE state = 'pending' AND due_at <= now()"#,
+        late_after.as_seconds_f64(),
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((row.due, row.overdue))
+}
