@@ -408,6 +408,18 @@ async fn a_job_cancelled_after_it_fired_or_a_number_blocked_meanwhile_is_not_dia
     h.finish().await;
 }
 
+/// Waits until rate_limit has nothing pending or unacknowledged.
+async fn rate_limit_idle(h: &Harness) {
+    let stream = h.env.bus.jetstream().get_stream("LEADS").await.unwrap();
+    eventually(WAIT, "rate_limit idle", || async {
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer("rate_limit").await.unwrap();
+        let info = consumer.info().await.unwrap();
+        info.num_pending == 0 && info.num_ack_pending == 0
+    })
+    .await;
+}
+
 async fn publish_lead(h: &Harness, lead: caller::events::lead_flow::LeadResolved) {
     let envelope = caller::bus::envelope::Envelope::new(h.tenant, "test", lead);
     h.env
@@ -455,6 +467,12 @@ async fn crm_events_enroll_a_lead_in_a_campaign_or_stop_it_and_a_disabled_client
         pending(&h, phone).await.len() == 2
     })
     .await;
+    // The same CRM event again (another delivery id): the lead is not enrolled twice.
+    let mut again = lead.clone();
+    again.source_event_id = Some("second-delivery".to_owned());
+    publish_lead(&h, again).await;
+    rate_limit_idle(&h).await;
+    assert_eq!(pending(&h, phone).await.len(), 2);
     let flagged: Vec<bool> =
         sqlx::query_scalar("SELECT timezone_fallback FROM scheduled_jobs WHERE to_number = $1")
             .bind(phone)

@@ -598,3 +598,22 @@ pub async fn backlog(
     .await?;
     Ok((row.due, row.overdue))
 }
+
+/// Returns whether the lead (by number) has open (pending or paused) stages of `campaign`.
+pub async fn enrolled(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    campaign: Uuid,
+    phone: &PhoneNumber,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM scheduled_jobs
+                           WHERE tenant_id = $1 AND to_number = $2 AND campaign_id = $3
+                             AND state IN ('pending', 'paused')) AS "enrolled!""#,
+        tenant.as_uuid(),
+        phone.as_str(),
+        campaign,
+    )
+    .fetch_one(conn)
+    .await
+}

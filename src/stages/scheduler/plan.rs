@@ -92,7 +92,8 @@ pub async fn retry(
 }
 
 /// Enrolls a lead in every stage of `campaign`, from `now`; returns how many jobs were
-/// written (none when a replay already enrolled it for this `source`).
+/// written (none when a replay already enrolled it for this `source`, or when the lead still
+/// has open stages of this campaign).
 #[allow(clippy::too_many_arguments)]
 pub async fn enroll(
     conn: &mut PgConnection,
@@ -104,6 +105,11 @@ pub async fn enroll(
     source: EventId,
     now: DateTime<Utc>,
 ) -> Result<usize, sqlx::Error> {
+    // A lead already on its way through this campaign (a second CRM event, a second
+    // escalation) is not enrolled again: it would be called twice per stage.
+    if scheduled_jobs::enrolled(conn, snapshot.id, campaign.id, &lead.phone).await? {
+        return Ok(0);
+    }
     let zone = zone::of(lead, snapshot.timezone);
     let stored = lead_json(lead);
     let mut written = 0;
