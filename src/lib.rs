@@ -22,7 +22,7 @@
 //! - [`media`]: the media plane (binary frames on `media.<call>.*`) and the Twilio Media Streams
 //!   gateway; [`voice`]: the voice engine trait and its ElevenLabs implementation;
 //!   [`recording`]: sealed call recordings; [`booking`]: calendars and lead records for the
-//!   agent's tools.
+//!   agent's tools; [`summary`]: conversation summaries, outcomes and sentiment.
 
 pub mod api;
 pub mod app;
@@ -58,6 +58,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod stages;
 pub mod store;
+pub mod summary;
 pub mod telemetry;
 pub mod tenancy;
 pub mod voice;

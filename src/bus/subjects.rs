@@ -104,6 +104,12 @@ pub fn calls_conversation_ended(tenant: TenantToken<'_>) -> String {
     format!("calls.conversation_ended.{tenant}")
 }
 
+/// `calls.conversation_summarized.<tenant>`: a conversation's summary, outcome and sentiment
+/// are stored, for crm_sync and analytics.
+pub fn calls_conversation_summarized(tenant: TenantToken<'_>) -> String {
+    format!("calls.conversation_summarized.{tenant}")
+}
+
 /// `calls.post_call.<tenant>`: the voice provider's verified post-call report (its transcript
 /// and analysis), for the post_call stage to merge.
 pub fn calls_post_call(tenant: TenantToken<'_>) -> String {

@@ -1,5 +1,6 @@
 //! Conversations on the bus: opened (`call.answered`), reported on by the voice provider
-//! after the fact (`conversation.post_call_reported`), ended (`conversation.ended`).
+//! after the fact (`conversation.post_call_reported`), ended (`conversation.ended`),
+//! summarized (`conversation.summarized`).
 //!
 //! - The media gateway emits [`CallAnswered`] once a call's media stream is authenticated;
 //!   the converse stage opens a session for it.
@@ -7,6 +8,7 @@
 //!   post_call stage merges it into the conversation.
 //! - A converse worker emits [`ConversationEnded`] when a session ends, for summarize and
 //!   analytics.
+//! - The summarize stage emits [`ConversationSummarized`] once the summary is stored.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -16,6 +18,7 @@ use super::Event;
 use crate::bus::envelope::Meta;
 use crate::bus::subjects::{self, TenantToken};
 use crate::ids::{AttemptId, CallId};
+use crate::summary::{Outcome, Sentiment, Source};
 
 /// A call's media stream connected, with a valid stream token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -131,5 +134,44 @@ impl Event for PostCallReported {
 
     fn subject_pattern() -> String {
         subjects::calls_post_call(TenantToken::Any)
+    }
+}
+
+/// A conversation's summary, outcome and sentiment are stored (`conversation_summaries`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConversationSummarized {
+    /// The call.
+    #[schemars(with = "String")]
+    pub call_id: CallId,
+    /// The attempt.
+    #[schemars(with = "String")]
+    pub attempt_id: AttemptId,
+    /// What the call amounted to.
+    pub outcome: Outcome,
+    /// The caller's mood.
+    pub sentiment: Sentiment,
+    /// The caller's lexicon score in [-1, 1].
+    pub sentiment_score: f32,
+    /// The summary shown to people: the provider's when it sent one, else ours.
+    pub summary: String,
+    /// Who wrote our own summary.
+    pub source: Source,
+    /// Whether the voice provider's post-call analysis was merged.
+    pub provider_analysis: bool,
+    /// The provider's verdict (`success`, `failure`, `unknown`), when it sent one.
+    #[serde(default)]
+    pub call_successful: Option<String>,
+}
+
+impl Event for ConversationSummarized {
+    const TYPE: &'static str = "conversation.summarized";
+    const VERSION: u32 = 1;
+
+    fn subject(meta: &Meta) -> String {
+        subjects::calls_conversation_summarized(TenantToken::Id(&meta.tenant_id))
+    }
+
+    fn subject_pattern() -> String {
+        subjects::calls_conversation_summarized(TenantToken::Any)
     }
 }

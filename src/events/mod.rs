@@ -97,6 +97,7 @@ pub fn catalogue() -> Vec<EventSpec> {
         EventSpec::of::<conversation::CallAnswered>(),
         EventSpec::of::<conversation::ConversationEnded>(),
         EventSpec::of::<conversation::PostCallReported>(),
+        EventSpec::of::<conversation::ConversationSummarized>(),
     ]
 }
 

@@ -15,6 +15,7 @@ pub mod post_call;
 pub mod rate_limit;
 pub mod resolve_tenant;
 pub mod scheduler;
+pub mod summarize;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -135,6 +136,7 @@ pub fn registry() -> Vec<StageDescriptor> {
         descriptor::<post_call::PostCall>(),
         descriptor::<crm_sync::CrmSync>(),
         descriptor::<scheduler::Scheduler>(),
+        descriptor::<summarize::Summarize>(),
     ]
 }
 

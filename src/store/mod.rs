@@ -20,6 +20,7 @@ pub mod idempotency_keys;
 pub mod lead_dedupe;
 pub mod processed_events;
 pub mod scheduled_jobs;
+pub mod summaries;
 pub mod tenants;
 
 use sqlx::{Postgres, Transaction};

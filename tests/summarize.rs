@@ -1,0 +1,220 @@
+//! The summarize stage end to end, with the Twilio and ElevenLabs simulators over a real NATS
+//! server and a real database: a conversation ends, the provider's post-call report is
+//! merged, and the summary, outcome and sentiment are stored once and announced.
+
+mod common;
+#[path = "common/conversations.rs"]
+mod conversations;
+#[path = "common/calls.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use caller::bus::envelope::Envelope;
+use caller::bus::subjects::CALLS_STREAM;
+use caller::events::conversation::{ConversationEnded, ConversationSummarized};
+use caller::ids::EventId;
+use caller::providers::sim_elevenlabs::Script;
+use caller::providers::sim_twilio::CallerStep;
+use chrono::{TimeDelta, Utc};
+use common::eventually;
+use conversations::Setup;
+use harness::{Harness, daytime_zone};
+use serde_json::json;
+
+/// The summary waits up to a minute for the post-call report; it comes within seconds.
+const WAIT: Duration = Duration::from_secs(90);
+const PHONE: &str = "+12015550123";
+const STAGES: [&str; 6] = [
+    "rate_limit",
+    "dial",
+    "call_status",
+    "converse",
+    "post_call",
+    "summarize",
+];
+
+fn tomorrow_ten() -> String {
+    (Utc::now() + TimeDelta::days(1))
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc()
+        .to_rfc3339()
+}
+
+fn booking_agent() -> Script {
+    Script::new()
+        .say(
+            "Hi Jane, this is Acme Dental. Would you like to book a check-up?",
+            1_000,
+        )
+        .listen("Yes, what times do you have tomorrow?")
+        .say("I have ten o'clock tomorrow. Shall I book it?", 800)
+        .listen("Yes, ten works, great.")
+        .tool(
+            "book_appointment",
+            json!({"start": tomorrow_ten(), "notes": "check-up"}),
+            true,
+        )
+        .say("You are booked for ten tomorrow. Goodbye!", 600)
+        .end()
+}
+
+fn declined_agent() -> Script {
+    Script::new()
+        .say(
+            "Hi Jane, this is Acme Dental. Would you like to book a check-up?",
+            1_000,
+        )
+        .listen("No, I'm not interested, thank you.")
+        .say("I understand. Have a good day, goodbye!", 600)
+        .end()
+}
+
+fn caller_answers(times: usize) -> Vec<CallerStep> {
+    (0..times)
+        .flat_map(|_| {
+            [
+                CallerStep::WaitForAgentAudio { timeout_ms: 20_000 },
+                CallerStep::Speak { ms: 500 },
+            ]
+        })
+        .collect()
+}
+
+/// A stored summary, as compared across a replay.
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct Stored {
+    summary: String,
+    own_summary: String,
+    provider_summary: Option<String>,
+    source: String,
+    outcome: String,
+    sentiment: String,
+    sentiment_score: f32,
+    call_successful: Option<String>,
+    key_points: Vec<String>,
+    updated_at: chrono::DateTime<Utc>,
+}
+
+async fn stored(h: &Harness) -> Vec<Stored> {
+    sqlx::query_as(
+        "SELECT summary, own_summary, provider_summary, source, outcome, sentiment, \
+                sentiment_score, call_successful, key_points, updated_at \
+         FROM conversation_summaries",
+    )
+    .fetch_all(&h.env.db.observer)
+    .await
+    .unwrap()
+}
+
+/// Every `conversation.summarized` on the stream, in order.
+async fn summarized(h: &Harness) -> Vec<Envelope<ConversationSummarized>> {
+    let js = h.env.bus.jetstream().clone();
+    let mut stream = js.get_stream(CALLS_STREAM).await.unwrap();
+    let subject = format!("calls.conversation_summarized.{}", h.tenant);
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut found = Vec::new();
+    for sequence in 1..=last {
+        let Ok(message) = stream.get_raw_message(sequence).await else {
+            continue;
+        };
+        if message.subject.as_str() == subject {
+            found.push(Envelope::decode(Some(&message.headers), &message.payload).unwrap());
+        }
+    }
+    found
+}
+
+async fn run(agent: Script, answers: usize) -> Harness {
+    let (h, _el) = conversations::start(Setup {
+        script: agent,
+        caller: caller_answers(answers),
+        stages: STAGES.to_vec(),
+        converse: conversations::quick_leases(),
+        first_message: Some("Hi Jane, this is Acme Dental."),
+    })
+    .await;
+    h.lead(h.tenant, PHONE, daytime_zone()).await;
+    conversations::ended(&h, PHONE).await;
+    eventually(WAIT, "the summary is stored", || async {
+        !stored(&h).await.is_empty()
+    })
+    .await;
+    h
+}
+
+#[tokio::test]
+async fn a_booked_call_is_summarized_once_with_the_providers_analysis() {
+    let h = run(booking_agent(), 2).await;
+    let rows = stored(&h).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row.outcome, "booked", "{row:?}");
+    assert_eq!(row.sentiment, "positive", "{row:?}");
+    assert!(row.sentiment_score > 0.0, "{row:?}");
+    // The provider's report came: its summary is shown, ours is kept.
+    let provider = row
+        .provider_summary
+        .as_deref()
+        .expect("the provider's summary");
+    assert_eq!(row.summary, provider);
+    assert_eq!(row.call_successful.as_deref(), Some("success"));
+    assert_eq!(row.source, "extractive");
+    assert!(row.own_summary.contains("ten o'clock tomorrow"), "{row:?}");
+    assert!(!row.key_points.is_empty());
+
+    // The fact is announced once.
+    eventually(WAIT, "conversation.summarized is published", || async {
+        !summarized(&h).await.is_empty()
+    })
+    .await;
+    let events = summarized(&h).await;
+    assert_eq!(events.len(), 1);
+    let event = &events[0].payload;
+    assert_eq!(event.outcome, caller::summary::Outcome::Booked);
+    assert_eq!(event.summary, row.summary);
+    assert!(event.provider_analysis);
+
+    // Replaying conversation.ended (a new event id, as a worker's republish would have)
+    // summarizes again and changes nothing.
+    let js = h.env.bus.jetstream().clone();
+    let stream = js.get_stream(CALLS_STREAM).await.unwrap();
+    let ended = stream
+        .get_last_raw_message_by_subject(&format!("calls.conversation_ended.{}", h.tenant))
+        .await
+        .unwrap();
+    let mut replay: Envelope<ConversationEnded> =
+        Envelope::decode(Some(&ended.headers), &ended.payload).unwrap();
+    replay.meta.event_id = EventId::new_v7();
+    h.env
+        .bus
+        .publish_all(&[replay.to_message().unwrap()])
+        .await
+        .unwrap();
+    eventually(WAIT, "the replay is summarized", || async {
+        summarized(&h).await.len() == 2
+    })
+    .await;
+    assert_eq!(stored(&h).await, rows, "the replay changed nothing");
+    let events = summarized(&h).await;
+    assert_eq!(events[1].payload, events[0].payload);
+    assert_eq!(events[1].meta.causation_id, Some(replay.meta.event_id));
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_caller_who_is_not_interested_is_not_interested() {
+    let h = run(declined_agent(), 1).await;
+    let rows = stored(&h).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row.outcome, "not_interested", "{row:?}");
+    assert!(
+        row.sentiment == "negative" || row.sentiment == "neutral",
+        "{row:?}"
+    );
+    assert!(row.own_summary.contains("not interested"), "{row:?}");
+    h.finish().await;
+}
