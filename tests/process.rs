@@ -352,7 +352,7 @@ async fn an_inconsistent_pipeline_is_refused_with_a_message_naming_the_problem()
             "outputs: [canary.answered]",
             "outputs: [canary.answered, calls.requested]",
         )
-        + "  - name: summarize\n    consumer: CANARY/summarize\n    concurrency: 1\n    dead_letter: dlq.summarize\n";
+        + "  - name: no_such_stage\n    consumer: CANARY/no_such_stage\n    concurrency: 1\n    dead_letter: dlq.no_such_stage\n";
     std::fs::write(pipelines.path().join("canary.yaml"), text).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_caller"))
         .env("CALLER__PATHS__PIPELINES", pipelines.path())
@@ -368,7 +368,7 @@ async fn an_inconsistent_pipeline_is_refused_with_a_message_naming_the_problem()
         "{stderr}"
     );
     assert!(
-        stderr.contains("stage `summarize` is not a stage of this build"),
+        stderr.contains("stage `no_such_stage` is not a stage of this build"),
         "{stderr}"
     );
 }
