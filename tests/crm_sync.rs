@@ -327,3 +327,80 @@ async fn a_call_we_cancelled_before_the_answer_writes_nothing() {
     assert_eq!(counters.tags_added, 0, "{counters:?}");
     harness.db.drop_database().await;
 }
+
+#[tokio::test]
+async fn an_answered_call_waits_for_its_summary_and_the_note_carries_it() {
+    let harness = Harness::start().await;
+    let outcome = harness.settled_call().await;
+    let attempt = outcome.payload.attempt_id;
+    let mut tx = harness.db.store.begin_tenant(harness.tenant).await.unwrap();
+    calls::insert_intent(
+        &mut tx,
+        &calls::NewAttempt {
+            id: attempt,
+            call_id: outcome.payload.call_id,
+            tenant: harness.tenant,
+            attempt_number: 1,
+            input_event_id: EventId::new_v7(),
+            provider: "twilio",
+            from: &PhoneNumber::parse("+15125550100").unwrap(),
+        },
+    )
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO conversations (attempt_id, call_id, tenant_id, state, answered_event_id, \
+         provider_call_id, stream_id, context, ended_at) \
+         VALUES ($1, $2, $3, 'ended', $4, 'CA1', 'MZ1', '{}', now())",
+    )
+    .bind(attempt.as_uuid())
+    .bind(outcome.payload.call_id.as_uuid())
+    .bind(harness.tenant.as_uuid())
+    .bind(uuid::Uuid::now_v7())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    // The conversation ended, its summary is not written yet: the stage waits for it.
+    let waiting = harness.deliver(&outcome).await;
+    assert!(
+        matches!(&waiting, Err(StageError::Retryable { reason, .. }) if reason.contains("summary")),
+        "{waiting:?}"
+    );
+    assert_eq!(harness.sim.counters().notes_written, 0);
+
+    let mut tx = harness.db.store.begin_tenant(harness.tenant).await.unwrap();
+    sqlx::query(
+        "INSERT INTO conversation_summaries (attempt_id, call_id, tenant_id, summary, \
+         own_summary, source, outcome, outcome_reason, sentiment, sentiment_score) \
+         VALUES ($1, $2, $3, 'Jane booked a check-up for Thursday.', 'Jane booked.', \
+         'extractive', 'booked', 'an appointment was booked', 'positive', 0.6)",
+    )
+    .bind(attempt.as_uuid())
+    .bind(outcome.payload.call_id.as_uuid())
+    .bind(harness.tenant.as_uuid())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    harness.deliver(&outcome).await.unwrap();
+    let id = ContactId::try_from(harness.contact.clone()).unwrap();
+    let notes = harness.adapter.notes(harness.tenant, &id).await.unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0]
+            .body
+            .contains("Summary: Jane booked a check-up for Thursday."),
+        "{}",
+        notes[0].body
+    );
+    assert!(
+        notes[0]
+            .body
+            .contains("Result: booked; the caller sounded positive."),
+        "{}",
+        notes[0].body
+    );
+    harness.db.drop_database().await;
+}

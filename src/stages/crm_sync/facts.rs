@@ -56,8 +56,12 @@ pub(super) struct CallFacts {
     pub(super) duration_secs: u32,
     /// The conversation exists and has not ended yet.
     pub(super) conversation_open: bool,
+    /// The conversation exists (the call was answered and bridged to the agent).
+    pub(super) has_conversation: bool,
     turns: Vec<(String, String)>,
     provider_summary: Option<String>,
+    /// The summarize stage's summary, once written: (summary, outcome, sentiment).
+    pub(super) summary: Option<(String, String, String)>,
     bookings: Vec<Booking>,
     /// Pending changes the agent asked for (status, notes, tags, custom fields), in order.
     changes: Vec<Value>,
@@ -96,6 +100,14 @@ impl CallFacts {
         let attempt = outcome.attempt_id;
         let conversation: Option<(String, Option<Value>)> = sqlx::query_as(
             "SELECT state, provider_analysis FROM conversations \
+             WHERE tenant_id = $1 AND attempt_id = $2",
+        )
+        .bind(tenant.as_uuid())
+        .bind(attempt.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let summary: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT summary, outcome, sentiment FROM conversation_summaries \
              WHERE tenant_id = $1 AND attempt_id = $2",
         )
         .bind(tenant.as_uuid())
@@ -148,6 +160,8 @@ impl CallFacts {
             conversation_open: conversation
                 .as_ref()
                 .is_some_and(|(state, _)| state != "ended"),
+            has_conversation: conversation.is_some(),
+            summary,
             turns,
             provider_summary: conversation.and_then(|(_, analysis)| analysis).and_then(
                 |analysis| {
@@ -315,8 +329,16 @@ impl CallFacts {
             self.label().replace('_', " "),
             self.duration_secs
         )];
-        if let Some(summary) = &self.provider_summary {
-            lines.push(format!("Summary: {summary}"));
+        match (&self.summary, &self.provider_summary) {
+            (Some((summary, outcome, sentiment)), _) => {
+                lines.push(format!("Summary: {summary}"));
+                lines.push(format!(
+                    "Result: {}; the caller sounded {sentiment}.",
+                    outcome.replace('_', " ")
+                ));
+            }
+            (None, Some(summary)) => lines.push(format!("Summary: {summary}")),
+            (None, None) => {}
         }
         for booking in &self.bookings {
             lines.push(format!(

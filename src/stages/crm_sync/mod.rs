@@ -4,9 +4,11 @@
 //!
 //! - Consumes: `call.outcome` (`calls.outcome.<tenant>` on `CALLS`); a call we cancelled
 //!   before it was answered writes nothing. An answered call's
-//!   conversation usually ends a moment after Twilio reports the call completed: the stage
-//!   waits for it (retrying every few seconds, for at most [`CONVERSATION_GRACE`]) so the note
-//!   carries the conversation, the bookings the agent made and the changes it asked for.
+//!   conversation usually ends a moment after Twilio reports the call completed, and the
+//!   summarize stage writes its summary a moment later: the stage waits for both (retrying
+//!   every few seconds, for at most [`CONVERSATION_GRACE`]) so the note carries the
+//!   conversation, its summary and outcome, the bookings the agent made and the changes it
+//!   asked for.
 //! - The contact: the lead's CRM id, else the CRM's contact with the callee's phone, else a new
 //!   one from the lead (found once, remembered in the write ledger).
 //! - Exactly once per fact: every CRM write is an action in `crm_writes`
@@ -130,12 +132,21 @@ impl Stage for CrmSync {
             .cloned()
             .unwrap_or_default();
         let facts = CallFacts::load(cx.tx, tenant, &input.payload).await?;
-        let still_ending = facts.conversation_open
-            && Utc::now() - input.payload.ended_at
-                < chrono::TimeDelta::from_std(CONVERSATION_GRACE).unwrap_or_default();
-        if still_ending {
+        // The note carries the conversation and its summary: wait for both (the summarize
+        // stage writes it seconds after the end, or up to a minute when it waits for the voice
+        // provider's report), but never longer than the grace.
+        let within_grace = Utc::now() - input.payload.ended_at
+            < chrono::TimeDelta::from_std(CONVERSATION_GRACE).unwrap_or_default();
+        let waiting = if facts.conversation_open {
+            Some("the call's conversation is still ending")
+        } else if facts.has_conversation && facts.summary.is_none() {
+            Some("the call's summary is not written yet")
+        } else {
+            None
+        };
+        if let Some(reason) = waiting.filter(|_| within_grace) {
             return Err(StageError::Retryable {
-                reason: "the call's conversation is still ending".to_owned(),
+                reason: reason.to_owned(),
                 after: Some(CONVERSATION_POLL),
             });
         }
