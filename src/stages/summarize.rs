@@ -17,7 +17,8 @@
 //! - No external side effects beyond that read-only completion request.
 //! - Replay is safe: the claim skips a delivered event; a new event for the same attempt
 //!   (a republished `conversation.ended`) recomputes the same summary from the same rows,
-//!   and the upsert leaves an identical row untouched. The output's id derives from the
+//!   and the upsert leaves an identical row untouched (an LLM tenant's model is asked again and
+//!   may word it differently; the row then takes the new text). The output's id derives from the
 //!   input's, so it is deduplicated on the bus.
 
 use std::sync::Arc;
