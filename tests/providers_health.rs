@@ -423,6 +423,7 @@ async fn a_vendor_answering_5xx_is_unreachable() {
 async fn providers_without_a_remote_check_are_unsupported() {
     for provider in [
         "fonoster", "local", "caldav", "static", "crm", "google", "outlook", "calendly", "acuity",
+        "openai",
     ] {
         let report = run(provider, json!({}), &[]).await;
         assert_status(&report, HealthStatus::Unsupported);

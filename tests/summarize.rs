@@ -15,12 +15,13 @@ use caller::bus::subjects::CALLS_STREAM;
 use caller::events::conversation::{ConversationEnded, ConversationSummarized};
 use caller::ids::EventId;
 use caller::providers::sim_elevenlabs::Script;
+use caller::providers::sim_openai::{self, Fault, OpenAiSimState};
 use caller::providers::sim_twilio::CallerStep;
 use chrono::{TimeDelta, Utc};
 use common::eventually;
 use conversations::Setup;
 use harness::{Harness, daytime_zone};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The summary waits up to a minute for the post-call report; it comes within seconds.
 const WAIT: Duration = Duration::from_secs(90);
@@ -128,13 +129,22 @@ async fn summarized(h: &Harness) -> Vec<Envelope<ConversationSummarized>> {
 }
 
 async fn run(agent: Script, answers: usize) -> Harness {
-    let (h, _el) = conversations::start(Setup {
-        script: agent,
-        caller: caller_answers(answers),
-        stages: STAGES.to_vec(),
-        converse: conversations::quick_leases(),
-        first_message: Some("Hi Jane, this is Acme Dental."),
-    })
+    run_with(agent, answers, json!({}), json!({})).await
+}
+
+/// [`run`] for a tenant with more `providers` settings and credentials.
+async fn run_with(agent: Script, answers: usize, providers: Value, credentials: Value) -> Harness {
+    let (h, _el) = conversations::start_with(
+        Setup {
+            script: agent,
+            caller: caller_answers(answers),
+            stages: STAGES.to_vec(),
+            converse: conversations::quick_leases(),
+            first_message: Some("Hi Jane, this is Acme Dental."),
+        },
+        providers,
+        credentials,
+    )
     .await;
     h.lead(h.tenant, PHONE, daytime_zone()).await;
     conversations::ended(&h, PHONE).await;
@@ -216,5 +226,68 @@ async fn a_caller_who_is_not_interested_is_not_interested() {
         "{row:?}"
     );
     assert!(row.own_summary.contains("not interested"), "{row:?}");
+    h.finish().await;
+}
+
+/// Starts the OpenAI simulator; returns it and the tenant's `providers` and credentials for it.
+async fn llm_tenant() -> (OpenAiSimState, Value, Value) {
+    let sim = OpenAiSimState::default();
+    let (addr, _task) = sim_openai::spawn(sim.clone()).await;
+    let providers = json!({
+        "openai": OpenAiSimState::settings(&format!("http://{addr}"), "gpt-sim"),
+    });
+    let credentials = json!({"openai.api_key": {"value": sim.key()}});
+    (sim, providers, credentials)
+}
+
+#[tokio::test]
+async fn a_tenant_with_an_llm_gets_the_models_summary() {
+    let (sim, providers, credentials) = llm_tenant().await;
+    sim.set_answer("Jane is not interested in a check-up.");
+    let h = run_with(declined_agent(), 1, providers, credentials).await;
+    let rows = stored(&h).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row.source, "llm", "{row:?}");
+    assert_eq!(row.own_summary, "Jane is not interested in a check-up.");
+    // The outcome is still ours, from the rules, whoever wrote the text.
+    assert_eq!(row.outcome, "not_interested", "{row:?}");
+    let requests = sim.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].authorized);
+    let transcript = requests[0].body["messages"][1]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        transcript.contains("Lead: No, I'm not interested"),
+        "{transcript}"
+    );
+    eventually(WAIT, "conversation.summarized is published", || async {
+        !summarized(&h).await.is_empty()
+    })
+    .await;
+    assert_eq!(
+        summarized(&h).await[0].payload.source,
+        caller::summary::Source::Llm
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_failing_llm_falls_back_to_the_extractive_summary() {
+    let (sim, providers, credentials) = llm_tenant().await;
+    sim.push_fault(Fault::ServerError);
+    let h = run_with(declined_agent(), 1, providers, credentials).await;
+    let rows = stored(&h).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row.source, "extractive", "{row:?}");
+    assert!(row.own_summary.contains("not interested"), "{row:?}");
+    let statuses: Vec<u16> = sim
+        .requests()
+        .iter()
+        .map(|request| request.status)
+        .collect();
+    assert_eq!(statuses, [500]);
     h.finish().await;
 }

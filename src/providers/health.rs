@@ -42,6 +42,7 @@ const TWILIO_BASE: &str = "https://api.twilio.com";
 /// Provider names that exist but have no remote credential check.
 const WITHOUT_REMOTE_CHECK: &[&str] = &[
     "fonoster", "local", "caldav", "static", "crm", "google", "outlook", "calendly", "acuity",
+    "openai",
 ];
 
 /// What to check: a provider, the tenant's settings for it and its decrypted credentials.

@@ -22,12 +22,14 @@
 //!   limit, quirks and injectable faults, that records every request.
 //! - [`sim_custom_crm`]: a generic REST CRM with an OpenAPI document, for the custom CRM
 //!   adapter, checking each authentication scheme and recording every request.
+//! - [`sim_openai`]: an OpenAI-compatible chat completions API for the LLM summarizer, checking
+//!   the bearer key, recording every request and failing on demand.
 //! - [`zoho`]: reading Zoho CRM records, for the records a Zoho notification names.
 //! - [`tenant_secret`]: opens one stored credential of a tenant at the point of use.
 //!
 //! Providers are named by plain strings here ("twilio", "elevenlabs", "gohighlevel", "zoho",
-//! "custom", "fonoster", "local", "caldav", "static", "crm", "google", "outlook", "calendly",
-//! "acuity"). Invariant: a credential value never reaches a log line, an error message or a
+//! "custom", "openai", "fonoster", "local", "caldav", "static", "crm", "google", "outlook",
+//! "calendly", "acuity"). Invariant: a credential value never reaches a log line, an error message or a
 //! report.
 
 pub mod error;
@@ -37,6 +39,7 @@ pub mod sim;
 pub mod sim_custom_crm;
 pub mod sim_elevenlabs;
 pub mod sim_gohighlevel;
+pub mod sim_openai;
 pub mod sim_twilio;
 pub mod sim_zoho;
 pub mod telephony;

@@ -8,10 +8,13 @@
 //! - [`text`]: the one normalization (lower case, contractions expanded) the rules match on.
 //! - [`extractive`]: the default summarizer, picking the transcript's most informative
 //!   sentences.
+//! - [`llm`]: the optional summarizer of tenants that configure `providers.openai` (an
+//!   OpenAI-compatible chat completions API).
 //! - [`outcome`]: the outcome classifier (tool calls and bookings first, then keyword rules).
 //! - [`sentiment`]: a lexicon score of what the caller said, with negation.
 
 pub mod extractive;
+pub mod llm;
 pub mod outcome;
 pub mod sentiment;
 pub mod text;
@@ -125,6 +128,9 @@ pub enum SummarizeError {
     /// The service answered something unusable.
     #[error("the summarizer answered something unusable: {0}")]
     Invalid(String),
+    /// A remote summarizer's request failed, classified ([`llm`]).
+    #[error(transparent)]
+    Provider(#[from] crate::providers::error::ProviderError),
 }
 
 /// Writes a summary of a conversation. Provider-neutral: [`Extractive`] is always there; an

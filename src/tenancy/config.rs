@@ -338,6 +338,7 @@ pub const PROVIDER_NAMES: &[&str] = &[
     "outlook",
     "calendly",
     "acuity",
+    "openai",
 ];
 
 /// Keys under `providers.<name>` that only an operator may set: they redirect where the
@@ -590,6 +591,15 @@ impl ClientConfiguration {
                 ));
             }
         }
+        if let Some(openai) = self.providers.get(crate::summary::llm::PROVIDER)
+            && openai.is_object()
+            && let Err(invalid) = crate::summary::llm::OpenAiSettings::parse(
+                openai,
+                &at(&format!("providers.{}", crate::summary::llm::PROVIDER)),
+            )
+        {
+            errors.extend(invalid);
+        }
         if !self.agent.is_object() {
             errors.push(FieldError::new(at("agent"), "must be an object"));
         }
@@ -629,6 +639,36 @@ mod tests {
             "providers": {"twilio": {"account_sid": "AC0123"}}
         }));
         assert_eq!(config.validate("configuration"), vec![]);
+    }
+
+    #[test]
+    fn openai_settings_are_validated_naming_the_field() {
+        let mut configuration = ClientConfiguration::default();
+        configuration.providers.insert(
+            "openai".to_owned(),
+            serde_json::json!({"model": "gpt-4o-mini", "max_tokens": 200}),
+        );
+        assert!(configuration.validate("configuration").is_empty());
+        configuration.providers.insert(
+            "openai".to_owned(),
+            serde_json::json!({"max_tokens": 0, "base_url": "https://api.openai.com/v1"}),
+        );
+        let fields: Vec<String> = configuration
+            .validate("configuration")
+            .into_iter()
+            .map(|error| error.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "configuration.providers.openai.model",
+                "configuration.providers.openai.max_tokens"
+            ]
+        );
+        assert_eq!(
+            configuration.operator_only_fields("configuration"),
+            ["configuration.providers.openai.base_url"]
+        );
     }
 
     #[test]

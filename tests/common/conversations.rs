@@ -47,6 +47,16 @@ pub fn quick_leases() -> ConverseSettings {
 
 /// Starts the harness and the ElevenLabs simulator.
 pub async fn start(setup: Setup) -> (Harness, ElevenLabsSimState) {
+    start_with(setup, json!({}), json!({})).await
+}
+
+/// [`start`], with more `providers` settings and credentials for the tenant (e.g. an LLM
+/// summarizer's).
+pub async fn start_with(
+    setup: Setup,
+    providers: Value,
+    credentials: Value,
+) -> (Harness, ElevenLabsSimState) {
     let el_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let el_base = format!("http://{}", el_listener.local_addr().unwrap());
     let callbacks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -64,6 +74,19 @@ pub async fn start(setup: Setup) -> (Harness, ElevenLabsSimState) {
     if let Some(first_message) = setup.first_message {
         agent["first_message"] = json!(first_message);
     }
+    let mut all_providers = json!({"elevenlabs": {"base_url": el_base}});
+    let mut all_credentials = json!({
+        "elevenlabs.api_key": {"value": EL_KEY},
+        "elevenlabs.webhook_secret": {"value": EL_WEBHOOK_SECRET},
+    });
+    for (all, extra) in [
+        (&mut all_providers, providers),
+        (&mut all_credentials, credentials),
+    ] {
+        if let (Some(all), Value::Object(extra)) = (all.as_object_mut(), extra) {
+            all.extend(extra);
+        }
+    }
     let h = Harness::start(Options {
         behaviour,
         gateway: true,
@@ -76,12 +99,9 @@ pub async fn start(setup: Setup) -> (Harness, ElevenLabsSimState) {
             "business_hours": everyday,
             "record_calls": true,
             "agent": agent,
-            "providers": {"elevenlabs": {"base_url": el_base}},
+            "providers": all_providers,
         }),
-        credentials: json!({
-            "elevenlabs.api_key": {"value": EL_KEY},
-            "elevenlabs.webhook_secret": {"value": EL_WEBHOOK_SECRET},
-        }),
+        credentials: all_credentials,
         ..Options::default()
     })
     .await;
