@@ -51,3 +51,41 @@ mod tests {
         let _client = client();
     }
 }
+
+/// A vendor's whole answer: status, headers and body.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The status.
+    pub status: reqwest::StatusCode,
+    /// The headers (`Retry-After`, rate-limit counters, `ETag`, …).
+    pub headers: reqwest::header::HeaderMap,
+    /// The body, read to the end.
+    pub body: bytes::Bytes,
+}
+
+/// Sends `request` and reads the whole answer; a failure to connect, send or read is
+/// classified once, as [`ProviderError::from_transport`] says.
+///
+/// # Errors
+///
+/// The transport's failure, classified.
+pub async fn exchange(
+    request: reqwest::RequestBuilder,
+) -> Result<Exchange, crate::providers::error::ProviderError> {
+    use crate::providers::error::ProviderError;
+    let response = request
+        .send()
+        .await
+        .map_err(|error| ProviderError::from_transport(&error))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| ProviderError::from_transport(&error))?;
+    Ok(Exchange {
+        status,
+        headers,
+        body,
+    })
+}

@@ -27,6 +27,7 @@ use serde_json::{Value, json};
 
 use super::{Draft, Facts, MAX_SUMMARY_CHARS, Role, Source, SummarizeError, Summarizer, text};
 use crate::providers::error::ProviderError;
+use crate::providers::http::{self, Exchange};
 use crate::secret::Secret;
 use crate::tenancy::FieldError;
 
@@ -233,21 +234,17 @@ impl OpenAi {
                 reason: format!("credential `{API_KEY_KIND}` is not a valid header value"),
             })?;
         authorization.set_sensitive(true);
-        let response = self
+        let request = self
             .client
             .post(url)
             .header(AUTHORIZATION, authorization)
             .timeout(REQUEST_TIMEOUT)
-            .json(&self.request_body(facts))
-            .send()
-            .await
-            .map_err(|error| ProviderError::from_transport(&error))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| ProviderError::from_transport(&error))?;
+            .json(&self.request_body(facts));
+        let Exchange {
+            status,
+            headers,
+            body,
+        } = http::exchange(request).await?;
         if !status.is_success() {
             return Err(ProviderError::from_status(
                 status,

@@ -48,6 +48,7 @@ use super::{Booked, BookingError, BookingRequest, Calendar, Slot, SlotQuery};
 use crate::crypto::Keyring;
 use crate::ids::TenantId;
 use crate::providers::error::ProviderError;
+use crate::providers::http::{self, Exchange};
 use crate::providers::tenant_secret;
 use crate::secret::Secret;
 use crate::store::Store;
@@ -221,20 +222,17 @@ impl CalDav {
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| ProviderError::from_transport(&error))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .text()
-            .await
-            .map_err(|error| ProviderError::from_transport(&error))?;
-        Ok(Answer {
+        let Exchange {
             status,
             headers,
             body,
+        } = http::exchange(request).await?;
+        Ok(Answer {
+            status,
+            headers,
+            // CalDAV answers XML and iCalendar, UTF-8 by RFC 4791; a stray byte must not
+            // cost the whole answer.
+            body: String::from_utf8_lossy(&body).into_owned(),
         })
     }
 

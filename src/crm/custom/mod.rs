@@ -43,6 +43,7 @@ use super::{
 };
 use crate::crypto::Keyring;
 use crate::ids::TenantId;
+use crate::providers::http::{self, Exchange};
 use crate::providers::tenant_secret;
 use crate::secret::Secret;
 use crate::store::Store;
@@ -263,16 +264,11 @@ impl CustomCrm {
         if body.is_some() {
             request = request.body(bytes);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|error| ProviderError::from_transport(&error))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| ProviderError::from_transport(&error))?;
+        let Exchange {
+            status,
+            headers,
+            body,
+        } = http::exchange(request).await?;
         tracing::debug!(
             operation = operation.key(),
             status = status.as_u16(),
