@@ -188,3 +188,27 @@ async fn settle(
     )?;
     Ok(())
 }
+
+/// Applies one of our own decisions about a call (`Readmitted`, `CancelledByUs`,
+/// `RetryScheduled`) under the call's row lock, logged; returns true when the call moved. A
+/// call that is gone, or in a state the decision does not leave, is left alone.
+pub(crate) async fn decide_call(
+    conn: &mut sqlx::PgConnection,
+    tenant: crate::ids::TenantId,
+    call: crate::ids::CallId,
+    event: &Event,
+    cause: EventId,
+) -> Result<bool, sqlx::Error> {
+    let Some(state) = calls::lock_call_state(conn, tenant, call).await? else {
+        return Ok(false);
+    };
+    match state.apply(event) {
+        Transition::Move { from, to } => {
+            calls::move_call_by_id(conn, tenant, call, from, to, Some(cause)).await
+        }
+        Transition::Ignore { reason } => {
+            tracing::debug!(%reason, %state, ?event, "call: decision ignored");
+            Ok(false)
+        }
+    }
+}

@@ -346,29 +346,15 @@ pub async fn move_call(
     to: CallState,
     cause: Option<EventId>,
 ) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query!(
-        "UPDATE calls SET state = $3 WHERE id = $1 AND state = $2",
-        attempt.call_id.as_uuid(),
-        from.as_str(),
-        to.as_str(),
-    )
-    .execute(&mut *conn)
-    .await?;
-    if updated.rows_affected() != 1 {
-        return Ok(false);
-    }
-    log(
+    cas_call(
         conn,
         attempt.tenant,
         attempt.call_id,
         Some(attempt.id),
-        Machine::Call,
-        from.as_str(),
-        to.as_str(),
+        (from, to),
         cause,
     )
-    .await?;
-    Ok(true)
+    .await
 }
 
 /// What a change of an attempt's state also records.
@@ -506,6 +492,11 @@ pub async fn lock_call_state(
     )
     .fetch_optional(conn)
     .await?;
+    parse_state(state)
+}
+
+/// Reads a stored call state (`None`: no row).
+fn parse_state(state: Option<String>) -> Result<Option<CallState>, sqlx::Error> {
     state
         .map(|state| state.parse::<CallState>().map_err(decode_error))
         .transpose()
@@ -519,6 +510,18 @@ pub async fn move_call_by_id(
     call_id: CallId,
     from: CallState,
     to: CallState,
+    cause: Option<EventId>,
+) -> Result<bool, sqlx::Error> {
+    cas_call(conn, tenant, call_id, None, (from, to), cause).await
+}
+
+/// The one compare-and-set of `calls.state`, logged with the attempt it concerns (if any).
+async fn cas_call(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    call_id: CallId,
+    attempt: Option<AttemptId>,
+    (from, to): (CallState, CallState),
     cause: Option<EventId>,
 ) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query!(
@@ -537,7 +540,7 @@ pub async fn move_call_by_id(
         conn,
         tenant,
         call_id,
-        None,
+        attempt,
         Machine::Call,
         from.as_str(),
         to.as_str(),
@@ -602,7 +605,5 @@ pub async fn call_state(
     )
     .fetch_optional(conn)
     .await?;
-    state
-        .map(|state| state.parse::<CallState>().map_err(decode_error))
-        .transpose()
+    parse_state(state)
 }

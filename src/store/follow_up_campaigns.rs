@@ -158,6 +158,22 @@ pub async fn list(conn: &mut PgConnection, tenant: TenantId) -> Result<Vec<Campa
     rows.into_iter().map(Campaign::try_from).collect()
 }
 
+/// Lists a tenant's active campaigns that CRM events can enroll a lead in (with triggers),
+/// by name: what rate_limit matches every new lead against, so it reads nothing else.
+pub async fn with_triggers(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<Campaign>, sqlx::Error> {
+    let rows: Vec<CampaignRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM follow_up_campaigns
+          WHERE tenant_id = $1 AND state = 'active' AND triggers <> '[]'::jsonb ORDER BY name"
+    ))
+    .bind(tenant.as_uuid())
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter().map(Campaign::try_from).collect()
+}
+
 /// Sets a campaign's state (`active` or `paused`); returns it.
 pub async fn set_state(
     conn: &mut PgConnection,

@@ -70,14 +70,7 @@ pub async fn facts(
     call: CallId,
     attempt: AttemptId,
 ) -> Result<Facts, sqlx::Error> {
-    let turns: Vec<(String, String)> = sqlx::query_as(
-        "SELECT role, text FROM conversation_turns \
-         WHERE tenant_id = $1 AND attempt_id = $2 ORDER BY seq",
-    )
-    .bind(tenant.as_uuid())
-    .bind(attempt.as_uuid())
-    .fetch_all(&mut *tx)
-    .await?;
+    let turns = super::conversations::turns(tx, attempt).await?;
     let tools: Vec<(String, bool)> = sqlx::query_as(
         "SELECT name, is_error FROM tool_invocations \
          WHERE tenant_id = $1 AND attempt_id = $2 ORDER BY started_at, id",

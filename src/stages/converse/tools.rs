@@ -455,34 +455,30 @@ impl Tools {
         // Derived from the tool call: asking twice schedules once.
         let parent = EventId::from_uuid(scope.attempt.as_uuid());
         let job = EventId::derived(parent, &[b"callback", tool_call_id.as_bytes()]).as_uuid();
-        let existing = scheduled_jobs::state_of(&mut tx, scope.tenant, job)
-            .await
-            .map_err(database)?;
-        if existing.is_none() {
-            scheduled_jobs::insert(
-                &mut tx,
-                &NewJob {
-                    id: job,
-                    tenant: scope.tenant,
-                    kind: JobKind::Callback,
-                    to: &lead.phone,
-                    crm_contact_id: lead.external_id.as_deref(),
-                    call_id: None,
-                    attempt_number: 1,
-                    campaign: None,
-                    paused: false,
-                    due_at: at,
-                    earliest_at: requested,
-                    reason: "callback requested by the lead",
-                    timezone: zone.tz.name(),
-                    timezone_fallback: zone.fallback,
-                    lead: &crate::stages::scheduler::plan::lead_json(&lead),
-                    source_event_id: parent,
-                },
-            )
-            .await
-            .map_err(database)?;
-        }
+        // Asking again (a retried tool call) inserts nothing: the id is taken.
+        scheduled_jobs::insert(
+            &mut tx,
+            &NewJob {
+                id: job,
+                tenant: scope.tenant,
+                kind: JobKind::Callback,
+                to: &lead.phone,
+                crm_contact_id: lead.external_id.as_deref(),
+                call_id: None,
+                attempt_number: 1,
+                campaign: None,
+                paused: false,
+                due_at: at,
+                earliest_at: requested,
+                reason: "callback requested by the lead",
+                timezone: zone.tz.name(),
+                timezone_fallback: zone.fallback,
+                lead: &crate::stages::scheduler::plan::lead_json(&lead),
+                source_event_id: parent,
+            },
+        )
+        .await
+        .map_err(database)?;
         tx.commit().await.map_err(database)?;
         Ok(at)
     }

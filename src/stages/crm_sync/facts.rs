@@ -114,14 +114,7 @@ impl CallFacts {
         .bind(attempt.as_uuid())
         .fetch_optional(&mut *tx)
         .await?;
-        let turns: Vec<(String, String)> = sqlx::query_as(
-            "SELECT role, text FROM conversation_turns \
-             WHERE tenant_id = $1 AND attempt_id = $2 ORDER BY seq",
-        )
-        .bind(tenant.as_uuid())
-        .bind(attempt.as_uuid())
-        .fetch_all(&mut *tx)
-        .await?;
+        let turns = crate::store::conversations::turns(tx, attempt).await?;
         let bookings: Vec<Booking> = sqlx::query_as(
             "SELECT starts_at, ends_at FROM appointments \
              WHERE tenant_id = $1 AND call_id = $2 AND status = 'booked' ORDER BY starts_at",

@@ -28,11 +28,11 @@ mod reconcile;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::call_status::apply;
+use super::call_status::{apply, decide_call};
 use super::{Stage, StageContext};
 use crate::bus::envelope::Envelope;
 use crate::bus::runner::Runtime;
-use crate::calls::state::{AttemptState, CallState, Event, Failure, Transition};
+use crate::calls::state::{AttemptState, CallState, Event, Failure};
 use crate::calls::stream_token::{StreamClaims, StreamTokens};
 use crate::calls::twiml;
 use crate::calls::window::{Admission, CallingPolicy};
@@ -402,11 +402,7 @@ async fn cancel_call(
     reason: &str,
 ) -> Result<(), StageError> {
     tracing::info!(tenant_id = %tenant, call_id = %request.call_id, %reason, "call not dialed");
-    let Some(state) = calls::lock_call_state(cx.tx, tenant, request.call_id).await? else {
-        return Ok(());
-    };
-    if let Transition::Move { from, to } = state.apply(&Event::CancelledByUs) {
-        calls::move_call_by_id(cx.tx, tenant, request.call_id, from, to, Some(cause)).await?;
+    if decide_call(cx.tx, tenant, request.call_id, &Event::CancelledByUs, cause).await? {
         calls::set_outcome(cx.tx, request.call_id, "cancelled").await?;
     }
     Ok(())

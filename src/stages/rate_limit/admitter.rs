@@ -29,13 +29,14 @@ use chrono_tz::Tz;
 use crate::bus::envelope::{Envelope, Meta};
 use crate::bus::runner::Runtime;
 use crate::calls::caller_id;
-use crate::calls::state::{Event, Transition};
+use crate::calls::state::Event;
 use crate::calls::window::{Admission, CallingPolicy};
 use crate::events::call_flow::CallRequested;
 use crate::events::lead_flow::LeadResolved;
 use crate::ids::{EventId, PhoneNumber, TenantId};
 use crate::settings::AdmissionSettings;
 use crate::shutdown::Shutdown;
+use crate::stages::call_status::decide_call;
 use crate::store::admission::{self, Queued, TENANT_KEY};
 use crate::store::calls::{self, NewCall};
 use crate::tenancy::directory::TenantSnapshot;
@@ -335,13 +336,14 @@ async fn readmit(
     tenant: TenantId,
     lead: &Queued,
 ) -> Result<(), sqlx::Error> {
-    let Some(state) = calls::lock_call_state(tx, tenant, lead.call_id).await? else {
-        return Ok(());
-    };
-    if let Transition::Move { from, to } = state.apply(&Event::Readmitted) {
-        calls::move_call_by_id(tx, tenant, lead.call_id, from, to, Some(lead.lead_event_id))
-            .await?;
-    }
+    decide_call(
+        tx,
+        tenant,
+        lead.call_id,
+        &Event::Readmitted,
+        lead.lead_event_id,
+    )
+    .await?;
     Ok(())
 }
 

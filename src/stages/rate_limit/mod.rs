@@ -165,11 +165,7 @@ impl RateLimit {
             tracing::info!(tenant_id = %tenant, %reason, cancelled, "lead stopped by a CRM event; not called");
             return Ok(true);
         }
-        let campaigns: Vec<Campaign> = follow_up_campaigns::list(cx.tx, tenant)
-            .await?
-            .into_iter()
-            .filter(|campaign| !campaign.is_paused() && !campaign.triggers.is_empty())
-            .collect();
+        let campaigns: Vec<Campaign> = follow_up_campaigns::with_triggers(cx.tx, tenant).await?;
         let candidates = campaigns
             .iter()
             .enumerate()

@@ -117,8 +117,7 @@ pub async fn round(runtime: &Runtime, settings: &SchedulerSettings) -> anyhow::R
         if let std::collections::hash_map::Entry::Vacant(entry) = tenants.entry(job.tenant) {
             let snapshot = runtime.directory.tenant(job.tenant).await?;
             entry.insert(snapshot.filter(|snapshot| snapshot.active).map(|snapshot| {
-                let policy =
-                    CallingPolicy::from_config(&snapshot.configuration, snapshot.timezone).ok();
+                let policy = super::plan::calling_policy(&snapshot);
                 (snapshot, policy)
             }));
         }

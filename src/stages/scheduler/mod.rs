@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use super::{Stage, StageContext};
 use crate::bus::envelope::Envelope;
 use crate::bus::runner::Runtime;
-use crate::calls::state::{CallState, Event, Transition};
+use crate::calls::state::{CallState, Event};
 use crate::clock::Clock;
 use crate::error::StageError;
 use crate::events::EventSpec;
@@ -28,6 +28,7 @@ use crate::events::call_flow::CallOutcome;
 use crate::events::lead_flow::{JobKind, LeadResolved};
 use crate::scheduling::retry::{self, Decision};
 use crate::shutdown::Shutdown;
+use crate::stages::call_status::decide_call;
 use crate::store::{alerts, call_blocklist, calls, follow_up_campaigns};
 use crate::tenancy::directory::Directory;
 
@@ -141,19 +142,15 @@ impl Stage for Scheduler {
                 if let Some((job, due_at)) = plan::retry(cx.tx, &windows, &retry).await? {
                     tracing::info!(tenant_id = %tenant, call_id = %outcome.call_id, %job, %due_at, %reason, "retry scheduled");
                 }
-                match call.state.apply(&Event::RetryScheduled) {
-                    Transition::Move { from, to } => {
-                        let cause = Some(input.meta.event_id);
-                        if !calls::move_call_by_id(cx.tx, tenant, outcome.call_id, from, to, cause)
-                            .await?
-                        {
-                            return Err(StageError::retryable("call state changed concurrently"));
-                        }
-                    }
-                    Transition::Ignore { reason } => {
-                        tracing::debug!(%reason, state = %call.state, "call: retry edge ignored");
-                    }
-                }
+                let retry_scheduled = Event::RetryScheduled;
+                decide_call(
+                    cx.tx,
+                    tenant,
+                    outcome.call_id,
+                    &retry_scheduled,
+                    input.meta.event_id,
+                )
+                .await?;
             }
             Decision::Escalate { campaign, reason } => {
                 let Some(found) = follow_up_campaigns::by_name(cx.tx, tenant, &campaign).await?
