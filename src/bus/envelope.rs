@@ -257,20 +257,13 @@ impl<E: Event> Envelope<E> {
     /// Decodes a message, checking that it carries event type `E` in a version we read.
     pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Self, EnvelopeError> {
         let meta = Meta::from_headers(headers)?;
-        if meta.event_type != E::TYPE {
+        if !E::accepts(&meta.event_type) {
             return Err(EnvelopeError::UnexpectedType {
                 found: meta.event_type,
                 expected: E::TYPE,
             });
         }
-        if meta.version > E::VERSION || meta.version == 0 {
-            return Err(EnvelopeError::UnsupportedVersion {
-                event_type: E::TYPE,
-                found: meta.version,
-                supported: E::VERSION,
-            });
-        }
-        let payload = codec::decode(payload)?;
+        let payload = E::decode_payload(&meta, payload)?;
         Ok(Self { meta, payload })
     }
 }

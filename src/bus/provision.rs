@@ -121,6 +121,15 @@ pub struct ConsumerDefinition {
 }
 
 impl ConsumerDefinition {
+    /// Returns the subjects it takes: its filter, or `>` (all of its stream) without one.
+    pub fn filter(&self) -> &str {
+        if self.config.filter_subject.is_empty() {
+            ">"
+        } else {
+            &self.config.filter_subject
+        }
+    }
+
     /// Returns the durable name.
     pub fn name(&self) -> &str {
         self.config.durable_name.as_deref().unwrap_or_default()
@@ -209,12 +218,25 @@ impl Definitions {
                     config.name
                 )));
             }
-            if config.subjects.is_empty() {
-                return Err(invalid("a stream must list its subjects".to_owned()));
+            // A stream that only sources others (FACTS) holds their subjects, not its own.
+            if config.subjects.is_empty() && config.sources.as_ref().is_none_or(Vec::is_empty) {
+                return Err(invalid(
+                    "a stream must list its subjects, or the streams it sources".to_owned(),
+                ));
             }
             definitions
                 .streams
                 .push(StreamDefinition { path, config, raw });
+        }
+        for stream in &definitions.streams {
+            for source in stream.config.sources.iter().flatten() {
+                if definitions.stream(&source.name).is_none() {
+                    return Err(ProvisionError::Invalid {
+                        path: stream.path.clone(),
+                        reason: format!("it sources `{}`, which has no definition", source.name),
+                    });
+                }
+            }
         }
         let consumers_dir = dir.join("consumers");
         if consumers_dir.exists() {
@@ -277,20 +299,34 @@ impl Definitions {
                 "`ack_policy` must be `explicit`: stages ack after effects are durable".to_owned(),
             ));
         }
-        if config.filter_subject.is_empty() {
+        let sourcing = stream.config.subjects.is_empty();
+        if config.filter_subject.is_empty() && !sourcing {
             return Err(invalid(
                 "`filter_subject` is required (one subject per consumer on NATS 2.9)".to_owned(),
             ));
         }
-        if !stream
-            .config
-            .subjects
-            .iter()
-            .any(|subject| super::subjects::covers(subject, &config.filter_subject))
+        // A consumer of a sourcing stream may take all of it (no filter); a filter must fall
+        // inside the subjects the stream holds, its own or its sources'.
+        let held: Vec<&String> = if sourcing {
+            stream
+                .config
+                .sources
+                .iter()
+                .flatten()
+                .filter_map(|source| self.stream(&source.name))
+                .flat_map(|sourced| &sourced.config.subjects)
+                .collect()
+        } else {
+            stream.config.subjects.iter().collect()
+        };
+        if !config.filter_subject.is_empty()
+            && !held
+                .iter()
+                .any(|subject| super::subjects::covers(subject, &config.filter_subject))
         {
             return Err(invalid(format!(
                 "`filter_subject` `{}` is outside stream `{stream_name}`'s subjects {:?}",
-                config.filter_subject, stream.config.subjects
+                config.filter_subject, held
             )));
         }
         if !config.backoff.is_empty()

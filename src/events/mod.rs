@@ -7,6 +7,7 @@
 pub mod call_flow;
 pub mod canary;
 pub mod conversation;
+pub mod fact;
 pub mod lead;
 pub mod lead_flow;
 
@@ -14,7 +15,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bus::envelope::Meta;
+use crate::bus::envelope::{EnvelopeError, Meta};
 
 /// A bus event type.
 ///
@@ -32,6 +33,25 @@ pub trait Event: Serialize + DeserializeOwned + JsonSchema + Send + Sync + 'stat
 
     /// Returns the subject pattern of this event for every tenant (`*` in the tenant token).
     fn subject_pattern() -> String;
+
+    /// Returns true when a message of `event_type` is this type. A family of events consumed
+    /// as one stage input ([`fact::Fact`]) accepts several.
+    fn accepts(event_type: &str) -> bool {
+        event_type == Self::TYPE
+    }
+
+    /// Decodes the payload of an accepted message: refuses a version newer than this build
+    /// knows (or 0), then reads the MessagePack body.
+    fn decode_payload(meta: &Meta, payload: &[u8]) -> Result<Self, EnvelopeError> {
+        if meta.version > Self::VERSION || meta.version == 0 {
+            return Err(EnvelopeError::UnsupportedVersion {
+                event_type: Self::TYPE,
+                found: meta.version,
+                supported: Self::VERSION,
+            });
+        }
+        Ok(crate::bus::codec::decode(payload)?)
+    }
 }
 
 /// Static facts about one event type, for tooling that iterates over all of them.
@@ -47,6 +67,8 @@ pub struct EventSpec {
     pub schema: fn() -> schemars::schema::RootSchema,
     /// Decodes a JSON fixture, re-encodes it as MessagePack and decodes that again.
     pub round_trip_fixture: fn(&serde_json::Value) -> Result<serde_json::Value, String>,
+    /// Decodes a JSON fixture and encodes it as a bus payload (MessagePack).
+    pub encode_fixture: fn(&serde_json::Value) -> Result<Vec<u8>, String>,
 }
 
 impl std::fmt::Debug for EventSpec {
@@ -67,6 +89,7 @@ impl EventSpec {
             subject_pattern: E::subject_pattern,
             schema: || schemars::schema_for!(E),
             round_trip_fixture: round_trip_fixture::<E>,
+            encode_fixture: encode_fixture::<E>,
         }
     }
 
@@ -74,6 +97,11 @@ impl EventSpec {
     pub fn file_stem(&self) -> String {
         format!("{}.v{}", self.event_type, self.version)
     }
+}
+
+fn encode_fixture<E: Event>(fixture: &serde_json::Value) -> Result<Vec<u8>, String> {
+    let event: E = serde_json::from_value(fixture.clone()).map_err(|e| e.to_string())?;
+    crate::bus::codec::encode(&event).map_err(|e| e.to_string())
 }
 
 fn round_trip_fixture<E: Event>(fixture: &serde_json::Value) -> Result<serde_json::Value, String> {

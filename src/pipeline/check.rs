@@ -127,7 +127,7 @@ pub fn compile(
                 ));
                 continue;
             };
-            let filter = &consumer.config.filter_subject;
+            let filter = consumer.filter();
             let input = (descriptor.input)();
             let input_subject = (input.subject_pattern)();
             if !subjects::overlaps(filter, &input_subject) {

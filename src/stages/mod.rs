@@ -5,6 +5,7 @@
 //! (`bus::runner`) does everything but the business step: pulling, decoding, the idempotency
 //! claim, the transaction, publishing outputs, acking, retries and dead letters.
 
+pub mod analytics_sink;
 pub mod call_status;
 pub mod canary;
 pub mod converse;
@@ -137,6 +138,7 @@ pub fn registry() -> Vec<StageDescriptor> {
         descriptor::<crm_sync::CrmSync>(),
         descriptor::<scheduler::Scheduler>(),
         descriptor::<summarize::Summarize>(),
+        descriptor::<analytics_sink::AnalyticsSink>(),
     ]
 }
 

@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod alerts;
+pub mod analytics;
 pub mod api_keys;
 pub mod audit;
 pub mod call_blocklist;

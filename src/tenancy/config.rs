@@ -282,6 +282,20 @@ pub struct ClientConfiguration {
     /// gateway, listed with the call's conversation.
     #[serde(default)]
     pub record_calls: bool,
+    /// What one booked appointment is worth to the business, for revenue attribution in
+    /// analytics (`analytics.monthly_revenue_attribution`); none by default.
+    #[serde(default)]
+    pub appointment_value: Option<AppointmentValue>,
+}
+
+/// The value of one booked appointment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentValue {
+    /// Amount in the currency's minor unit (cents), e.g. `15000` for 150.00.
+    pub amount_cents: u64,
+    /// ISO 4217 code, upper case, e.g. `USD`.
+    pub currency: String,
 }
 
 /// Returns `{}`.
@@ -319,6 +333,7 @@ impl Default for ClientConfiguration {
             ingress_requests_per_minute: None,
             answering_machine_detection: false,
             record_calls: false,
+            appointment_value: None,
         }
     }
 }
@@ -504,6 +519,21 @@ impl ClientConfiguration {
             ));
         }
         errors.extend(self.retry_policy.validate(&at("retry_policy")));
+        if let Some(value) = &self.appointment_value {
+            if value.currency.len() != 3 || !value.currency.bytes().all(|b| b.is_ascii_uppercase())
+            {
+                errors.push(FieldError::new(
+                    at("appointment_value.currency"),
+                    "must be an ISO 4217 code in upper case, e.g. USD",
+                ));
+            }
+            if value.amount_cents > 10_000_000_000 {
+                errors.push(FieldError::new(
+                    at("appointment_value.amount_cents"),
+                    "must be at most 10000000000 (100 million in major units)",
+                ));
+            }
+        }
         if self.holidays.len() > 400 {
             errors.push(FieldError::new(at("holidays"), "at most 400 days"));
         }

@@ -57,6 +57,27 @@ pub async fn start_with(
     providers: Value,
     credentials: Value,
 ) -> (Harness, ElevenLabsSimState) {
+    start_tuned(setup, providers, credentials, Tuning::default()).await
+}
+
+/// More differences, for the few tests that need them.
+#[derive(Default)]
+#[allow(dead_code)] // each test binary compiles this module; not all use every field
+pub struct Tuning {
+    /// Simulated outcomes of particular callees (the rest answer).
+    pub by_callee: std::collections::BTreeMap<String, caller::providers::sim_twilio::SimOutcome>,
+    /// Merged into the tenant's configuration.
+    pub configuration: Value,
+}
+
+/// [`start_with`], with [`Tuning`].
+#[allow(dead_code)]
+pub async fn start_tuned(
+    setup: Setup,
+    providers: Value,
+    credentials: Value,
+    tuning: Tuning,
+) -> (Harness, ElevenLabsSimState) {
     let el_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let el_base = format!("http://{}", el_listener.local_addr().unwrap());
     let callbacks = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -64,6 +85,7 @@ pub async fn start_with(
     let mut behaviour = quick_calls();
     behaviour.talk = Duration::from_secs(120);
     behaviour.caller_script = setup.caller;
+    behaviour.by_callee = tuning.by_callee;
     // Open around the clock (the tenant's zone is UTC): the tests run at any hour, and the
     // callee's zone is chosen to be in daytime for the legal calling window.
     let everyday: Vec<Value> = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -93,14 +115,17 @@ pub async fn start_with(
         listener: Some(callbacks),
         stages: setup.stages,
         converse: setup.converse,
-        configuration: json!({
-            "voice": "elevenlabs",
-            "calendar": "static",
-            "business_hours": everyday,
-            "record_calls": true,
-            "agent": agent,
-            "providers": all_providers,
-        }),
+        configuration: merged(
+            json!({
+                "voice": "elevenlabs",
+                "calendar": "static",
+                "business_hours": everyday,
+                "record_calls": true,
+                "agent": agent,
+                "providers": all_providers,
+            }),
+            tuning.configuration,
+        ),
         credentials: all_credentials,
         ..Options::default()
     })
@@ -116,6 +141,14 @@ pub async fn start_with(
         async move { axum::serve(el_listener, router).await }
     });
     (h, el)
+}
+
+/// `base` with the top-level keys of `extra` (an object) set over it.
+fn merged(mut base: Value, extra: Value) -> Value {
+    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
+        base.extend(extra);
+    }
+    base
 }
 
 /// The stored transcript of the call to `phone`: (role, text) in order.
