@@ -116,7 +116,8 @@ pub async fn send(targets: &Targets<'_>, lead: &DemoLead, contact: &str) -> anyh
         }
         Channel::CustomWebhook => {
             let body = json!({
-                "id": format!("crm-{}", lead.last_name.to_lowercase()),
+                // NOTE: no `id` (the mapping's `external_id`): it would be taken for the
+                // lead's HighLevel contact id, which it is not; crm_sync finds it by phone.
                 "event_id": delivery,
                 "phone": lead.phone,
                 "first_name": lead.first_name,
