@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The one command that runs the product (README "Run").
 #
+#   scripts/run.sh          the platform until Ctrl-C (`caller all` and the vendor simulator)
+#   scripts/run.sh demo     the same set-up, then `caller demo`: leads, live calls, a summary
+#
 # Installs what is missing, starts (or reuses) NATS and PostgreSQL on loopback, builds caller,
 # then `caller all` migrates, provisions nats/ and runs ingress and every stage until Ctrl-C.
 set -euo pipefail
@@ -24,6 +27,14 @@ fi
 export CALLER__CRYPTO__ACTIVE_KEY=${CALLER__CRYPTO__ACTIVE_KEY:-dev}
 export CALLER__CRYPTO__KEYS__DEV=${CALLER__CRYPTO__KEYS__DEV:-$(cat "$key_file")}
 caller="$CARGO_TARGET_DIR/release/caller"
+export CALLER_STATE_DIR
+
+if [ "${1:-}" = "demo" ]; then
+  shift
+  # `caller demo` starts the simulator and the pipeline itself unless they already answer
+  # (another `scripts/run.sh` in a second terminal), onboards demo-dental and runs the calls.
+  exec "$caller" demo "$@"
+fi
 
 # The vendor simulator stands in for Twilio, ElevenLabs, HighLevel and Zoho (fixed, fake demo
 # credentials; the demo client's providers point at it). Reused when already listening.
@@ -41,32 +52,12 @@ export CALLER__ZOHO__CLIENT_SECRET=${CALLER__ZOHO__CLIENT_SECRET:-sim-zoho-clien
 # CRM notes written by crm_sync link to the call in the management API.
 export CALLER__CRM_SYNC__APP_BASE_URL=${CALLER__CRM_SYNC__APP_BASE_URL:-http://127.0.0.1:8080}
 
-# A demo tenant, once per machine: `demo-dental`, with webhook secrets and a `calls:write` API
-# key generated here and kept in $CALLER_STATE_DIR (mode 600); docs/ingress.md uses them.
-demo_dir="$CALLER_STATE_DIR/demo"
-"$caller" migrate >/dev/null
-if ! "$caller" tenant show demo-dental >/dev/null 2>&1; then
-  mkdir -p "$demo_dir"
-  (
-    umask 077
-    printf 'whsec_%s' "$(head -c 32 /dev/urandom | base64)" > "$demo_dir/custom-webhook-secret"
-    for name in gohighlevel-webhook-secret zoho-webhook-secret zoho-channel-token; do
-      printf 'wk_%s' "$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')" > "$demo_dir/$name"
-    done
-    sed -e "s|@CUSTOM_SECRET@|$(cat "$demo_dir/custom-webhook-secret")|" \
-      -e "s|@GHL_SECRET@|$(cat "$demo_dir/gohighlevel-webhook-secret")|" \
-      -e "s|@ZOHO_SECRET@|$(cat "$demo_dir/zoho-webhook-secret")|" \
-      -e "s|@ZOHO_TOKEN@|$(cat "$demo_dir/zoho-channel-token")|" \
-      -e "s|@SIM@|http://127.0.0.1:$sim_port|g" \
-      scripts/demo-tenant.json > "$demo_dir/onboarding.json"
-    "$caller" tenant create --config-file "$demo_dir/onboarding.json" >&2
-    rm -f "$demo_dir/onboarding.json"
-    "$caller" admin create-key --name demo --tenant demo-dental \
-      --scope calls:write --scope clients:read --scope clients:admin > "$demo_dir/api-key"
-  )
-  echo "caller: demo tenant demo-dental created; its secrets and API key are in $demo_dir" >&2
-fi
+# The demo client `demo-dental`, created once per machine by the same code as `caller demo`
+# (from scripts/demo-tenant.json), its webhook secrets and a `calls:write` API key generated
+# and kept in $CALLER_STATE_DIR/demo (mode 600); docs/ingress.md uses them.
+"$caller" demo --setup-only --simulator "127.0.0.1:$sim_port" >&2
 echo "caller: http://127.0.0.1:8080 (/healthz /readyz /metrics /v1 /webhooks); Ctrl-C to stop" >&2
+echo "caller: to watch calls end to end, run \`scripts/run.sh demo\` in another terminal" >&2
 
 # Run until Ctrl-C or SIGTERM: forward it, wait for the drain, then stop the simulator.
 "$caller" all "$@" &

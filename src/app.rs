@@ -97,6 +97,13 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 /// Runs `role` until SIGTERM/SIGINT.
 pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals()?;
+    run_until(settings, role, shutdown).await
+}
+
+/// Runs `role` until `shutdown` is triggered (`caller demo` runs the pipeline beside itself).
+pub async fn run_until(settings: Settings, role: Role, shutdown: Shutdown) -> anyhow::Result<()> {
     let (definitions, topology) = load_topology(&settings)?;
     // The management API needs the master keys: refuse to start without them, before
     // touching anything.
@@ -129,8 +136,6 @@ pub async fn run(settings: Settings, role: Role) -> anyhow::Result<()> {
         }
     };
 
-    let shutdown = Shutdown::new();
-    shutdown.trigger_on_signals()?;
     let metrics = Metrics::default();
     for spec in &selected {
         metrics.stage(&spec.name);

@@ -53,6 +53,24 @@ pub enum Command {
         #[command(subcommand)]
         vendor: Option<SimulateVendor>,
     },
+    /// Run the platform end to end with the vendor simulators: onboard `demo-dental`, send
+    /// four leads (HighLevel, Zoho, custom webhook, API), show each call live, then a summary.
+    /// Starts the simulator and the pipeline unless they already answer. No credentials needed.
+    Demo {
+        /// Seconds the calls may take before the summary is printed.
+        #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(10..=3600))]
+        timeout: u64,
+        /// The vendor simulator's address (started there unless something answers).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        simulator: std::net::SocketAddr,
+        /// Where the demo client's secrets are kept (default: `$CALLER_STATE_DIR`, else
+        /// `~/.local/state/caller`).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Only onboard (or update) the demo client, then exit (`scripts/run.sh` uses it).
+        #[arg(long)]
+        setup_only: bool,
+    },
     /// Inspect the pipeline topology.
     Pipeline {
         /// Subcommand.

@@ -15,6 +15,7 @@
 //! - [`ingress`]: the webhook routes and their authentication; [`normalize`]: per-source
 //!   normalizers into the `lead.received` event.
 //! - [`crypto`]: sealed credentials (AES-256-GCM) and the master keyring.
+//! - [`demo`]: `caller demo`, the platform end to end against the vendor simulators.
 //! - [`providers`]: vendor adapters (Twilio, Zoho reads, healthchecks) and the vendor
 //!   simulators.
 //! - [`ids`], [`secret`], [`error`]: typed ids, redacting secrets, the stage error taxonomy.
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod commands;
 pub mod crm;
 pub mod crypto;
+pub mod demo;
 pub mod error;
 pub mod events;
 pub mod hex;

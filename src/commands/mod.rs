@@ -20,6 +20,7 @@ use crate::ids::TenantId;
 use crate::settings::Settings;
 use crate::{pipeline, schemas, telemetry};
 
+mod demo;
 mod schedule;
 mod tenant;
 
@@ -36,6 +37,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     if !is_role && settings.log.filter == crate::settings::LogSettings::default().filter {
         // Operator tools print their results; keep routine connection logs off the terminal.
         settings.log.filter = "warn".to_owned();
+        if matches!(cli.command, Command::Demo { .. }) {
+            // The demo's own lines are the output; the pipeline's routine retries are not.
+            settings.log.filter = "error".to_owned();
+        }
     }
     telemetry::init(&settings.log);
     match cli.command {
@@ -67,6 +72,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied");
         }
         Command::Simulate { listen, vendor } => simulate(listen, vendor).await?,
+        Command::Demo {
+            timeout,
+            simulator,
+            state_dir,
+            setup_only,
+        } => return demo::demo_command(settings, timeout, simulator, state_dir, setup_only).await,
         Command::Pipeline { command } => return pipeline_command(&settings, command).await,
         Command::Schemas {
             command: SchemasCommand::Export { dir, check },
@@ -114,26 +125,8 @@ async fn simulate(
     let twilio =
         sim_twilio::TwilioSimState::new(&accounts.twilio_account_sid, &accounts.twilio_auth_token);
     let (what, router) = match vendor {
-        None => {
-            // The demo: a caller who answers the agent's questions, an agent that books.
-            let caller = sim_twilio::SimBehaviour {
-                caller_script: demo_caller(),
-                ..sim_twilio::SimBehaviour::default()
-            };
-            let elevenlabs = crate::providers::sim_elevenlabs::ElevenLabsSimState::new(
-                &accounts.elevenlabs_api_key,
-            )
-            .with_agent(DEMO_AGENT, crate::providers::sim_elevenlabs::Script::demo());
-            (
-                "vendor simulator",
-                sim::router_beside_elevenlabs(accounts)
-                    .merge(sim_twilio::router(twilio.with_behaviour(caller)))
-                    .merge(crate::providers::sim_elevenlabs::router(elevenlabs))
-                    .merge(sim_gohighlevel::router_beside_health(
-                        sim_gohighlevel::GoHighLevelSimState::demo(),
-                    )),
-            )
-        }
+        // The demo's simulator: callees who answer (or not), an agent that books.
+        None => ("vendor simulator", crate::demo::simulator::router()),
         Some(SimulateVendor::Twilio(args)) => (
             "twilio simulator",
             sim_twilio::router(twilio.with_behaviour(twilio_behaviour(&args))),
@@ -167,20 +160,6 @@ fn zoho_router(accounts: &crate::providers::sim::SimAccounts) -> axum::Router {
     });
     state.add_org("60012345678", &accounts.zoho_refresh_token);
     router(state)
-}
-
-/// The agent id of the demo client (`scripts/demo-tenant.json`).
-const DEMO_AGENT: &str = "agent_demo";
-
-/// The demo callee: answers each of the agent's questions after it finished speaking.
-fn demo_caller() -> Vec<crate::providers::sim_twilio::CallerStep> {
-    use crate::providers::sim_twilio::CallerStep;
-    vec![
-        CallerStep::WaitForAgentAudio { timeout_ms: 30_000 },
-        CallerStep::Speak { ms: 800 },
-        CallerStep::WaitForAgentAudio { timeout_ms: 30_000 },
-        CallerStep::Speak { ms: 800 },
-    ]
 }
 
 /// The ElevenLabs simulator `args` describe: one agent (scripted, demo or echo).

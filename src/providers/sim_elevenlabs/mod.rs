@@ -39,7 +39,7 @@ mod ws;
 #[cfg(test)]
 mod tests;
 
-pub use self::script::{AgentBehaviour, Script, Step};
+pub use self::script::{AgentBehaviour, FIRST_SLOT, Script, Step};
 pub use self::webhook::signature_header;
 
 /// How long a signed URL stays valid.

@@ -5,6 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A tool parameter value the simulator replaces with the `start` of the first slot offered
+/// by the latest tool result (`slots`, else `alternatives`): "book what you were offered".
+pub const FIRST_SLOT: &str = "{{first_slot}}";
+
 /// One thing the agent does, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -123,12 +127,15 @@ impl Script {
         self
     }
 
-    /// Returns the demo appointment-setting call: greet, listen, look up slots, offer them,
-    /// listen, book the next weekday at 15:00 (on the business's clock), confirm, end. The
-    /// tools and parameters are the platform's (`get_available_slots`, `book_appointment`).
+    /// Returns the demo appointment-setting call: greet, listen, look up the free slots of
+    /// the coming week, offer them, listen, book the first one offered ([`FIRST_SLOT`]),
+    /// confirm, end. The tools and parameters are the platform's (`get_available_slots`,
+    /// `book_appointment`).
+    ///
+    /// NOTE: it books the first *offered* slot rather than a fixed time, so it books in any
+    /// lead zone, on any day, and again after earlier calls took the earliest slots.
     #[must_use]
     pub fn demo() -> Self {
-        let day = next_weekday(chrono::Utc::now().date_naive());
         Self::new()
             .say(
                 "Hi, this is Alex from Demo Dental. Do you have a minute to book your check-up?",
@@ -137,29 +144,22 @@ impl Script {
             .listen("Yes, sure. When are you free?")
             .tool(
                 "get_available_slots",
-                serde_json::json!({"from": day.to_string(), "days": 1}),
+                serde_json::json!({"days": 7, "limit": 3}),
                 true,
             )
-            .say("I have three in the afternoon. Does that work?", 2500)
-            .listen("Three works.")
+            .say(
+                "The earliest I have is the first one. Does that work?",
+                2500,
+            )
+            .listen("That works.")
             .tool(
                 "book_appointment",
-                serde_json::json!({"start": format!("{day}T15:00"), "notes": "check-up"}),
+                serde_json::json!({"start": FIRST_SLOT, "notes": "check-up"}),
                 true,
             )
-            .say("You are booked for three. See you then!", 1800)
+            .say("You are booked. See you then!", 1800)
             .end()
     }
-}
-
-/// The first Monday-to-Friday day after `today`.
-fn next_weekday(today: chrono::NaiveDate) -> chrono::NaiveDate {
-    use chrono::Datelike as _;
-    let mut day = today.succ_opt().unwrap_or(today);
-    while matches!(day.weekday(), chrono::Weekday::Sat | chrono::Weekday::Sun) {
-        day = day.succ_opt().unwrap_or(day);
-    }
-    day
 }
 
 /// How an agent behaves.

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::audio::{self, Speech, SpeechDetector};
-use super::script::{AgentBehaviour, Step};
+use super::script::{AgentBehaviour, FIRST_SLOT, Step};
 use super::{
     ElevenLabsSimState, PendingPings, SimConversation, SimEnd, SimPong, SimToolResult, SimTurn,
 };
@@ -570,6 +570,7 @@ async fn drive(
             } => {
                 tool_calls += 1;
                 let tool_call_id = format!("toolu_sim_{}_{tool_calls}", conn.index);
+                let parameters = fill_first_slot(&conn, parameters);
                 call_tool(&conn, &tool_call_id, name, parameters);
                 if wait {
                     await_tool_result(&conn, &tool_call_id, &mut heard).await;
@@ -668,6 +669,49 @@ async fn listen(conn: &Conn, heard: &mut mpsc::UnboundedReceiver<Heard>) {
             Ok(None) => std::future::pending().await,
         }
     }
+}
+
+/// Replaces every string parameter equal to [`FIRST_SLOT`] with the `start` of the first slot
+/// (or alternative) in the latest tool result that offered any, so a script can book what it
+/// was just offered whatever the lead's zone, the day or earlier bookings. Without such a
+/// result the placeholder stays, and the platform refuses it as a time.
+fn fill_first_slot(conn: &Conn, parameters: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Object(mut map) = parameters else {
+        return parameters;
+    };
+    if !map.values().any(|value| value == FIRST_SLOT) {
+        return serde_json::Value::Object(map);
+    }
+    let mut offered = None;
+    conn.state.update(conn.index, |conversation| {
+        offered = conversation
+            .tool_results
+            .iter()
+            .rev()
+            .find_map(|result| first_offered_start(&result.result));
+    });
+    if let Some(start) = offered {
+        for value in map.values_mut() {
+            if value == FIRST_SLOT {
+                *value = serde_json::Value::String(start.clone());
+            }
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+/// The `start` of the first entry of `slots` (else `alternatives`) in a tool result's JSON.
+fn first_offered_start(result: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(result).ok()?;
+    ["slots", "alternatives"].into_iter().find_map(|key| {
+        value
+            .get(key)?
+            .as_array()?
+            .first()?
+            .get("start")?
+            .as_str()
+            .map(str::to_owned)
+    })
 }
 
 fn call_tool(conn: &Conn, tool_call_id: &str, name: String, parameters: serde_json::Value) {

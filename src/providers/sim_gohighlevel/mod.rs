@@ -57,6 +57,9 @@ pub const RATE_CAPACITY: u32 = 100;
 pub const RATE_INTERVAL: Duration = Duration::from_secs(10);
 /// The fixed `location_id` of the demo location.
 pub const DEMO_LOCATION: &str = "ve9EPM428h8vShlRW1KT";
+/// The fixed id of the demo location's calendar, so a demo client can name it in its
+/// configuration (`providers.gohighlevel.calendar_id`) before the simulator starts.
+pub const DEMO_CALENDAR: &str = "DemoCalendar00000001";
 
 /// One request the simulator received, secrets removed.
 #[derive(Clone, Debug)]
@@ -205,16 +208,24 @@ impl GoHighLevelSimState {
         }
     }
 
-    /// Returns the demo simulator: location [`DEMO_LOCATION`] reachable with the healthcheck
-    /// simulator's Private Integration Token, one contact (Jane Doe, +15125550142).
+    /// Returns the demo simulator: location [`DEMO_LOCATION`] with calendar [`DEMO_CALENDAR`],
+    /// reachable with the healthcheck simulator's Private Integration Token, one contact (Jane Doe, +15125550142).
     #[must_use]
     pub fn demo() -> Self {
         let accounts = super::sim::SimAccounts::default();
         let state = Self::new("sim-gohighlevel-client-id", "sim-gohighlevel-client-secret");
-        state.add_location(
+        let seed = state.add_location(
             &accounts.gohighlevel_location_id,
             chrono_tz::America::Chicago,
         );
+        if let Some(location) = lock(&state.inner.world)
+            .locations
+            .get_mut(&seed.location_id)
+            && let Some(mut calendar) = location.calendars.remove(&seed.calendar_id)
+        {
+            calendar.id = DEMO_CALENDAR.to_owned();
+            location.calendars.insert(calendar.id.clone(), calendar);
+        }
         state.add_private_token(
             &accounts.gohighlevel_location_id,
             &accounts.gohighlevel_token,
