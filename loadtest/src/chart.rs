@@ -44,7 +44,8 @@ pub(crate) fn svg(report: &Report, subtitle: &str) -> String {
         .fold(1.0, f64::max);
     let decades = (max_ms.log10().ceil() + 1.0).max(1.0);
     let plot = WIDTH - LABEL - 20.0;
-    let x_of = |value: f64| LABEL + plot * ((value.max(0.1).log10() + 1.0) / decades).clamp(0.0, 1.0);
+    let x_of =
+        |value: f64| LABEL + plot * ((value.max(0.1).log10() + 1.0) / decades).clamp(0.0, 1.0);
     for decade in 0..=(decades as i32) {
         let value = 10f64.powi(decade - 1);
         let x = x_of(value);

@@ -80,7 +80,9 @@ impl Drop for NatsServer {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn start_nats() -> anyhow::Result<(NatsServer, String)> {
@@ -104,7 +106,10 @@ async fn start_nats() -> anyhow::Result<(NatsServer, String)> {
         .with_context(|| format!("start `{bin}` (install nats-server or set NATS_SERVER_BIN)"))?;
     let server = NatsServer { child, store };
     for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok((server, format!("nats://127.0.0.1:{port}")));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -193,15 +198,17 @@ impl Env {
             acquire_timeout_ms: 10_000,
         };
         let owner = Store::connect(&db_settings(&owner_url)).await?;
-        owner.migrate().await.context("migrate the scratch database")?;
+        owner
+            .migrate()
+            .await
+            .context("migrate the scratch database")?;
 
         // The simulators, on one loopback port (their routes do not overlap).
         let accounts = SimAccounts::default();
-        let twilio =
-            TwilioSimState::new(&accounts.twilio_account_sid, &accounts.twilio_auth_token)
-                .with_behaviour(call_behaviour(scenario)?);
-        let elevenlabs = ElevenLabsSimState::new(&accounts.elevenlabs_api_key)
-            .with_agent(AGENT, Script::demo());
+        let twilio = TwilioSimState::new(&accounts.twilio_account_sid, &accounts.twilio_auth_token)
+            .with_behaviour(call_behaviour(scenario)?);
+        let elevenlabs =
+            ElevenLabsSimState::new(&accounts.elevenlabs_api_key).with_agent(AGENT, Script::demo());
         let gohighlevel = GoHighLevelSimState::demo();
         if let Some(crm) = &scenario.vendors.crm {
             gohighlevel.set_latency(crm.latency()?);
@@ -228,7 +235,11 @@ impl Env {
         let tenants = provision_tenants(scenario, &owner, &keyring, &sim_base).await?;
         owner.pool().close().await;
 
-        let port = if listen.port() == 0 { free_port()? } else { listen.port() };
+        let port = if listen.port() == 0 {
+            free_port()?
+        } else {
+            listen.port()
+        };
         let listen = SocketAddr::new(listen.ip(), port);
         let base_url = format!("http://{listen}");
         let mut settings = Settings::default();

@@ -137,7 +137,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", report.table());
             let context = context(&scenario);
             if let Some(output) = &scenario.report.output {
-                write_file(output, &serde_json::to_string_pretty(&report.json(context))?)?;
+                write_file(
+                    output,
+                    &serde_json::to_string_pretty(&report.json(context))?,
+                )?;
                 eprintln!("report: {}", output.display());
             }
             if let Some(svg) = svg {
@@ -180,7 +183,9 @@ fn machine() -> String {
                 .find(|line| line.starts_with("MemTotal:"))
                 .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
-        .map_or_else(String::new, |kib| format!(", {:.1} GiB", kib as f64 / 1_048_576.0));
+        .map_or_else(String::new, |kib| {
+            format!(", {:.1} GiB", kib as f64 / 1_048_576.0)
+        });
     format!("{cores} cores{memory}")
 }
 
@@ -265,7 +270,10 @@ async fn run(
     let mut drain_cut = false;
     loop {
         let calls = env.twilio.calls();
-        let called = calls.iter().filter(|call| accepted.contains(call.to.as_str())).count();
+        let called = calls
+            .iter()
+            .filter(|call| accepted.contains(call.to.as_str()))
+            .count();
         if called >= accepted.len() {
             break;
         }

@@ -61,21 +61,21 @@ impl Planned {
 
 /// Real US area codes: libphonenumber refuses numbers in unassigned ones.
 const AREA_CODES: &[u16] = &[
-    201, 202, 203, 205, 206, 207, 208, 209, 210, 212, 213, 214, 215, 216, 217, 218, 219, 224,
-    225, 228, 229, 231, 234, 239, 240, 248, 251, 252, 253, 254, 256, 260, 262, 267, 269, 270,
-    276, 281, 301, 302, 303, 304, 305, 307, 308, 309, 310, 312, 313, 314, 315, 316, 317, 318,
-    319, 320, 321, 323, 325, 330, 334, 336, 337, 339, 347, 351, 352, 360, 361, 386, 401, 402,
-    404, 405, 406, 407, 408, 409, 410, 412, 413, 414, 415, 417, 419, 423, 424, 425, 432, 434,
-    435, 440, 443, 469, 478, 479, 480, 484, 501, 502, 503, 504, 505, 507, 508, 509, 510, 512,
-    513, 515, 516, 517, 518, 520, 530, 540, 541, 551, 559, 561, 562, 563, 570, 571, 573, 574,
-    580, 585, 586, 601, 602, 603, 605, 606, 607, 608, 609, 610, 612, 614, 615, 616, 617, 618,
-    619, 620, 623, 626, 630, 631, 636, 641, 646, 650, 651, 660, 661, 662, 678, 682, 701, 702,
-    703, 704, 706, 707, 708, 712, 713, 714, 715, 716, 717, 718, 719, 720, 724, 727, 731, 732,
-    734, 740, 754, 757, 760, 763, 765, 770, 772, 773, 774, 775, 781, 785, 786, 801, 802, 803,
-    804, 805, 806, 808, 810, 812, 813, 814, 815, 816, 817, 818, 828, 830, 831, 832, 843, 845,
-    847, 848, 850, 856, 857, 858, 859, 860, 862, 863, 864, 865, 870, 901, 903, 904, 906, 907,
-    908, 909, 910, 912, 913, 914, 915, 916, 917, 918, 919, 920, 925, 928, 931, 936, 937, 940,
-    941, 949, 951, 952, 954, 956, 970, 971, 972, 973, 978, 979, 980, 985, 989,
+    201, 202, 203, 205, 206, 207, 208, 209, 210, 212, 213, 214, 215, 216, 217, 218, 219, 224, 225,
+    228, 229, 231, 234, 239, 240, 248, 251, 252, 253, 254, 256, 260, 262, 267, 269, 270, 276, 281,
+    301, 302, 303, 304, 305, 307, 308, 309, 310, 312, 313, 314, 315, 316, 317, 318, 319, 320, 321,
+    323, 325, 330, 334, 336, 337, 339, 347, 351, 352, 360, 361, 386, 401, 402, 404, 405, 406, 407,
+    408, 409, 410, 412, 413, 414, 415, 417, 419, 423, 424, 425, 432, 434, 435, 440, 443, 469, 478,
+    479, 480, 484, 501, 502, 503, 504, 505, 507, 508, 509, 510, 512, 513, 515, 516, 517, 518, 520,
+    530, 540, 541, 551, 559, 561, 562, 563, 570, 571, 573, 574, 580, 585, 586, 601, 602, 603, 605,
+    606, 607, 608, 609, 610, 612, 614, 615, 616, 617, 618, 619, 620, 623, 626, 630, 631, 636, 641,
+    646, 650, 651, 660, 661, 662, 678, 682, 701, 702, 703, 704, 706, 707, 708, 712, 713, 714, 715,
+    716, 717, 718, 719, 720, 724, 727, 731, 732, 734, 740, 754, 757, 760, 763, 765, 770, 772, 773,
+    774, 775, 781, 785, 786, 801, 802, 803, 804, 805, 806, 808, 810, 812, 813, 814, 815, 816, 817,
+    818, 828, 830, 831, 832, 843, 845, 847, 848, 850, 856, 857, 858, 859, 860, 862, 863, 864, 865,
+    870, 901, 903, 904, 906, 907, 908, 909, 910, 912, 913, 914, 915, 916, 917, 918, 919, 920, 925,
+    928, 931, 936, 937, 940, 941, 949, 951, 952, 954, 956, 970, 971, 972, 973, 978, 979, 980, 985,
+    989,
 ];
 
 /// How many distinct lead numbers exist (`+1 NXX 555-0100`–`0199` over [`AREA_CODES`]).
@@ -122,10 +122,9 @@ fn callable_zones(now: DateTime<Utc>) -> Vec<chrono_tz::Tz> {
 pub(crate) fn crm_account_id(kind: Kind, tenant: usize) -> String {
     match kind {
         Kind::ZohoWorkflowWebhook => format!("9{tenant:010}"),
-        Kind::GhlWorkflowWebhook
-        | Kind::CustomWebhook
-        | Kind::ApiCall
-        | Kind::BulkLeads => ghl_location(tenant),
+        Kind::GhlWorkflowWebhook | Kind::CustomWebhook | Kind::ApiCall | Kind::BulkLeads => {
+            ghl_location(tenant)
+        }
     }
 }
 
@@ -147,8 +146,8 @@ const LAST_NAMES: &[&str] = &["Ames", "Baker", "Chen", "Diaz", "Ekwueme", "Fox",
 pub(crate) fn plan(scenario: &Scenario, start: DateTime<Utc>) -> anyhow::Result<Vec<Planned>> {
     let mut rng = StdRng::seed_from_u64(scenario.seed);
     let zones = callable_zones(start);
-    let weights = WeightedIndex::new(scenario.mix.iter().map(|entry| entry.weight))
-        .context("mix weights")?;
+    let weights =
+        WeightedIndex::new(scenario.mix.iter().map(|entry| entry.weight)).context("mix weights")?;
     let tenants = tenant_picker(scenario)?;
     let templates = scenario
         .mix
@@ -214,7 +213,11 @@ pub(crate) fn plan(scenario: &Scenario, start: DateTime<Utc>) -> anyhow::Result<
                 ("lead.full_name", format!("{first} {last}")),
                 (
                     "lead.email",
-                    format!("{}.{}{lead}@example.com", first.to_lowercase(), last.to_lowercase()),
+                    format!(
+                        "{}.{}{lead}@example.com",
+                        first.to_lowercase(),
+                        last.to_lowercase()
+                    ),
                 ),
                 ("lead.phone", number.clone()),
                 ("lead.timezone", zone.name().to_owned()),
@@ -284,7 +287,11 @@ fn lead_id(kind: Kind, lead: usize) -> String {
 }
 
 /// Encodes the rendered bodies of one request.
-fn encode(kind: Kind, encoding: Encoding, mut bodies: Vec<Value>) -> anyhow::Result<(String, String)> {
+fn encode(
+    kind: Kind,
+    encoding: Encoding,
+    mut bodies: Vec<Value>,
+) -> anyhow::Result<(String, String)> {
     if kind == Kind::BulkLeads {
         return Ok((
             "application/json".to_owned(),
@@ -343,8 +350,8 @@ fn tenant_picker(scenario: &Scenario) -> anyhow::Result<WeightedIndex<f64>> {
 
 /// Writes `plan` as JSONL.
 pub(crate) fn write(plan: &[Planned], path: &Path) -> anyhow::Result<()> {
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("create `{}`", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("create `{}`", path.display()))?;
     let mut out = std::io::BufWriter::new(file);
     for planned in plan {
         serde_json::to_writer(&mut out, planned)?;
@@ -356,8 +363,7 @@ pub(crate) fn write(plan: &[Planned], path: &Path) -> anyhow::Result<()> {
 
 /// Reads a JSONL plan, naming the line of the first bad record.
 pub(crate) fn read(path: &Path, tenants: usize) -> anyhow::Result<Vec<Planned>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("open `{}`", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("open `{}`", path.display()))?;
     let mut out: Vec<Planned> = Vec::new();
     for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line?;

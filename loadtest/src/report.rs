@@ -146,15 +146,16 @@ pub(crate) fn build(
 
     // Per stage: effect ce-time − cause ce-time, for effects emitted in the measured phase
     // and the drain after it (the drain belongs to the measured traffic).
-    let by_id: HashMap<&str, &Seen> = seen.iter().map(|event| (event.id.as_str(), event)).collect();
+    let by_id: HashMap<&str, &Seen> = seen
+        .iter()
+        .map(|event| (event.id.as_str(), event))
+        .collect();
     let mut stages: BTreeMap<String, Latency> = BTreeMap::new();
     for event in seen {
         let Some(cause) = event.causation.as_deref().and_then(|id| by_id.get(id)) else {
             continue;
         };
-        if clock.offset(event.received) < clock.measure_from
-            || event.subject.starts_with("dlq.")
-        {
+        if clock.offset(event.received) < clock.measure_from || event.subject.starts_with("dlq.") {
             continue;
         }
         let name = format!(
@@ -187,7 +188,10 @@ pub(crate) fn build(
     }
     let mut creates_by_phone: HashMap<&str, Vec<&Created>> = HashMap::new();
     for create in created {
-        creates_by_phone.entry(create.to.as_str()).or_default().push(create);
+        creates_by_phone
+            .entry(create.to.as_str())
+            .or_default()
+            .push(create);
     }
     let received_at: HashMap<&str, DateTime<Utc>> = seen
         .iter()
@@ -274,7 +278,10 @@ pub(crate) fn build(
     }
 
     let mut dead_letters: BTreeMap<String, usize> = BTreeMap::new();
-    for event in seen.iter().filter(|event| event.subject.starts_with("dlq.")) {
+    for event in seen
+        .iter()
+        .filter(|event| event.subject.starts_with("dlq."))
+    {
         *dead_letters.entry(event.subject.clone()).or_default() += 1;
     }
 
@@ -300,7 +307,10 @@ fn root_of<'a>(by_id: &HashMap<&'a str, &'a Seen>, id: &'a str) -> String {
     let mut current = id;
     // Chains are a handful of events long; the bound only guards against a cycle.
     for _ in 0..16 {
-        match by_id.get(current).and_then(|event| event.causation.as_deref()) {
+        match by_id
+            .get(current)
+            .and_then(|event| event.causation.as_deref())
+        {
             Some(parent) if by_id.contains_key(parent) => current = parent,
             _ => break,
         }
@@ -311,7 +321,9 @@ fn root_of<'a>(by_id: &HashMap<&'a str, &'a Seen>, id: &'a str) -> String {
 fn request_figures(outcomes: &[Outcome]) -> BTreeMap<String, KindFigures> {
     let mut requests: BTreeMap<String, KindFigures> = BTreeMap::new();
     for outcome in outcomes.iter().filter(|outcome| !outcome.warmup) {
-        let figures = requests.entry(outcome.kind.as_str().to_owned()).or_default();
+        let figures = requests
+            .entry(outcome.kind.as_str().to_owned())
+            .or_default();
         figures.sent += usize::from(!outcome.skipped);
         figures.replayed += usize::from(outcome.replay && !outcome.skipped);
         figures.skipped += usize::from(outcome.skipped);
@@ -382,7 +394,9 @@ fn checks(
         Check {
             name: "no accepted lead dead-lettered before call.requested",
             passed: lead_path_letters == 0,
-            detail: format!("{lead_path_letters} on dlq.dedupe, dlq.resolve_tenant, dlq.rate_limit"),
+            detail: format!(
+                "{lead_path_letters} on dlq.dedupe, dlq.resolve_tenant, dlq.rate_limit"
+            ),
         },
     ]
 }
@@ -401,12 +415,11 @@ impl Report {
     /// Returns the terminal table.
     pub(crate) fn table(&self) -> String {
         let mut out = String::new();
-        let header: Vec<String> = self
-            .percentiles
-            .iter()
-            .map(|p| format!("p{p}"))
-            .collect();
-        out.push_str(&format!("scenario {}\n\nrequests (measured phase)\n", self.scenario));
+        let header: Vec<String> = self.percentiles.iter().map(|p| format!("p{p}")).collect();
+        out.push_str(&format!(
+            "scenario {}\n\nrequests (measured phase)\n",
+            self.scenario
+        ));
         out.push_str(&format!(
             "  {:<24} {:>7} {:>7} {:>7} {:>24}  {} (ms)\n",
             "kind",
@@ -422,13 +435,16 @@ impl Report {
                 .iter()
                 .map(|(class, count)| format!("{class}:{count}"))
                 .collect();
-            let latency = figures.latency.as_ref().map_or_else(String::new, |latency| {
-                self.percentiles
-                    .iter()
-                    .map(|p| ms(latency.percentile_ms(*p)))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            });
+            let latency = figures
+                .latency
+                .as_ref()
+                .map_or_else(String::new, |latency| {
+                    self.percentiles
+                        .iter()
+                        .map(|p| ms(latency.percentile_ms(*p)))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                });
             out.push_str(&format!(
                 "  {kind:<24} {:>7} {:>7} {:>7} {:>24}  {latency}\n",
                 figures.sent,
@@ -476,7 +492,11 @@ impl Report {
             .collect();
         out.push_str(&format!(
             "\ndead letters: {}\n\nchecks\n",
-            if letters.is_empty() { "none".to_owned() } else { letters.join(" ") }
+            if letters.is_empty() {
+                "none".to_owned()
+            } else {
+                letters.join(" ")
+            }
         ));
         for check in &self.checks {
             out.push_str(&format!(

@@ -48,7 +48,9 @@ pub(crate) struct Dur(pub(crate) Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        parse_duration(&text).map(Dur).map_err(serde::de::Error::custom)
+        parse_duration(&text)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -188,7 +190,9 @@ pub(crate) struct MixEntry {
 }
 
 /// Every request kind of the format.
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Kind {
     GhlWorkflowWebhook,
@@ -533,8 +537,7 @@ impl Scenario {
                 length,
                 ..
             } => {
-                if *rate < 0.0 || !(*burst_rate > 0.0) || every.0.is_zero() || length.0.is_zero()
-                {
+                if *rate < 0.0 || !(*burst_rate > 0.0) || every.0.is_zero() || length.0.is_zero() {
                     bail!("`arrival`: rate ≥ 0, burst_rate > 0, every > 0 and length > 0");
                 }
                 if length.0 >= every.0 {
@@ -586,9 +589,18 @@ impl Scenario {
                 bail!("`vendors.telephony`: answer + busy + failed ratios add up to more than 1");
             }
             unsupported(&[
-                ("vendors.telephony.api_error_ratio", &telephony.api_error_ratio),
-                ("vendors.telephony.throttle_ratio", &telephony.throttle_ratio),
-                ("vendors.telephony.callback_delay", &telephony.callback_delay),
+                (
+                    "vendors.telephony.api_error_ratio",
+                    &telephony.api_error_ratio,
+                ),
+                (
+                    "vendors.telephony.throttle_ratio",
+                    &telephony.throttle_ratio,
+                ),
+                (
+                    "vendors.telephony.callback_delay",
+                    &telephony.callback_delay,
+                ),
                 (
                     "vendors.telephony.callback_duplicate_ratio",
                     &telephony.callback_duplicate_ratio,
@@ -616,7 +628,10 @@ impl Scenario {
                 bail!("`vendors.voice.simulator`: only `elevenlabs`");
             }
             unsupported(&[
-                ("vendors.voice.first_audio_latency", &voice.first_audio_latency),
+                (
+                    "vendors.voice.first_audio_latency",
+                    &voice.first_audio_latency,
+                ),
                 ("vendors.voice.error_ratio", &voice.error_ratio),
                 ("vendors.voice.disconnect_ratio", &voice.disconnect_ratio),
                 ("vendors.voice.booking_ratio", &voice.booking_ratio),
@@ -722,7 +737,9 @@ impl RequestSpec {
 fn unsupported(fields: &[(&str, &Option<Value>)]) -> anyhow::Result<()> {
     for (name, value) in fields {
         if value.is_some() {
-            bail!("`{name}` is part of the scenario format but not supported by this load tester yet");
+            bail!(
+                "`{name}` is part of the scenario format but not supported by this load tester yet"
+            );
         }
     }
     Ok(())

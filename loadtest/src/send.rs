@@ -94,8 +94,7 @@ pub(crate) async fn send_all(
             continue;
         }
         let creds = &tenants[planned.tenant - 1];
-        let request = build(&client, &planned, creds, &base_url, &mut signatures)
-            .timeout(timeout);
+        let request = build(&client, &planned, creds, &base_url, &mut signatures).timeout(timeout);
         progress.in_flight.fetch_add(1, Ordering::Relaxed);
         progress.sent.fetch_add(1, Ordering::Relaxed);
         let outcomes = outcomes.clone();
@@ -112,10 +111,7 @@ pub(crate) async fn send_all(
             let latency = scheduled.elapsed();
             progress.in_flight.fetch_sub(1, Ordering::Relaxed);
             progress.answered.fetch_add(1, Ordering::Relaxed);
-            let mut outcome = Outcome {
-                latency,
-                ..outcome
-            };
+            let mut outcome = Outcome { latency, ..outcome };
             if let Some((status, body)) = answered {
                 outcome.status = Some(status);
                 if (200..300).contains(&status) {
@@ -133,7 +129,9 @@ pub(crate) async fn send_all(
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking sender task cannot leave the list half-written: pushes are single calls.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Builds the HTTP request with the tenant's credentials (or deliberately wrong ones).
@@ -154,11 +152,19 @@ fn build(
     match planned.kind {
         Kind::GhlWorkflowWebhook => request.header(
             "x-webhook-secret",
-            if valid { creds.ghl_secret.expose().as_str() } else { wrong },
+            if valid {
+                creds.ghl_secret.expose().as_str()
+            } else {
+                wrong
+            },
         ),
         Kind::ZohoWorkflowWebhook => request.header(
             "x-webhook-secret",
-            if valid { creds.zoho_secret.expose().as_str() } else { wrong },
+            if valid {
+                creds.zoho_secret.expose().as_str()
+            } else {
+                wrong
+            },
         ),
         Kind::CustomWebhook => {
             let original = planned.replay_of.unwrap_or(planned.seq);
@@ -166,9 +172,9 @@ fn build(
                 .entry(original)
                 .or_insert_with(|| sign(creds, planned, valid))
                 .clone();
-            headers
-                .into_iter()
-                .fold(request, |request, (name, value)| request.header(name, value))
+            headers.into_iter().fold(request, |request, (name, value)| {
+                request.header(name, value)
+            })
         }
         Kind::ApiCall | Kind::BulkLeads => {
             let key = if valid {
@@ -192,8 +198,7 @@ fn sign(creds: &TenantCreds, planned: &Planned, valid: bool) -> [(String, String
     };
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("hmac takes any key length");
     mac.update(format!("{id}.{timestamp}.{}", planned.body).as_bytes());
-    let signature =
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     [
         ("webhook-id".to_owned(), id),
         ("webhook-timestamp".to_owned(), timestamp),

@@ -59,7 +59,9 @@ pub(crate) fn render(value: &Value, values: &BTreeMap<&str, String>) -> Value {
             out.push_str(rest);
             Value::String(out)
         }
-        Value::Array(items) => Value::Array(items.iter().map(|item| render(item, values)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| render(item, values)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(key, item)| (key.clone(), render(item, values)))
@@ -84,9 +86,6 @@ mod tests {
         );
         let mut names = BTreeSet::new();
         placeholders(&template, &mut names);
-        assert_eq!(
-            names.into_iter().collect::<Vec<_>>(),
-            ["lead.phone", "now"]
-        );
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["lead.phone", "now"]);
     }
 }

@@ -97,7 +97,10 @@ async fn a_tiny_scenario_calls_every_accepted_lead_once_and_refuses_bad_credenti
     assert_eq!(report.leads.called, report.leads.accepted, "{table}");
     assert_eq!(report.leads.pending, 0, "{table}");
     assert!(report.end_to_end.histogram.len() > 0, "{table}");
-    assert!(report.stages.iter().any(|s| s.name.starts_with("dedupe")), "{table}");
+    assert!(
+        report.stages.iter().any(|s| s.name.starts_with("dedupe")),
+        "{table}"
+    );
 }
 
 #[test]
