@@ -19,7 +19,7 @@ pub(crate) fn svg(report: &Report, subtitle: &str) -> String {
         .stages
         .iter()
         .chain(std::iter::once(&report.end_to_end))
-        .filter(|latency| latency.histogram.len() > 0)
+        .filter(|latency| !latency.histogram.is_empty())
         .collect();
     let bars_top = 70.0;
     let bars_height = rows.len() as f64 * ROW;

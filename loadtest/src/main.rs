@@ -139,7 +139,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(output) = &scenario.report.output {
                 write_file(
                     output,
-                    &serde_json::to_string_pretty(&report.json(context))?,
+                    &serde_json::to_string_pretty(&report.json(&context))?,
                 )?;
                 eprintln!("report: {}", output.display());
             }

@@ -510,7 +510,7 @@ impl Report {
     }
 
     /// Returns the JSON report.
-    pub(crate) fn json(&self, context: Value) -> Value {
+    pub(crate) fn json(&self, context: &Value) -> Value {
         let latency = |latency: &Latency| {
             let mut map = serde_json::Map::new();
             map.insert("name".to_owned(), json!(latency.name));

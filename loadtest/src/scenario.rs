@@ -509,7 +509,7 @@ impl Scenario {
             bail!("`tenants.count` must be between 1 and 10000");
         }
         if let TenantDistribution::Zipf { exponent } = self.tenants.distribution
-            && !(exponent > 0.0)
+            && (exponent.is_nan() || exponent <= 0.0)
         {
             bail!("`tenants.distribution.exponent` must be above 0");
         }
@@ -524,7 +524,7 @@ impl Scenario {
             bail!("`warmup` + `duration` exceeds `stop.max_duration`");
         }
         match &self.arrival {
-            Arrival::Constant { rate, .. } if !(*rate > 0.0) => {
+            Arrival::Constant { rate, .. } if rate.is_nan() || *rate <= 0.0 => {
                 bail!("`arrival.rate` must be above 0")
             }
             Arrival::Ramp { from, to, .. } if *from < 0.0 || *to < 0.0 || from + to <= 0.0 => {
@@ -537,7 +537,12 @@ impl Scenario {
                 length,
                 ..
             } => {
-                if *rate < 0.0 || !(*burst_rate > 0.0) || every.0.is_zero() || length.0.is_zero() {
+                if *rate < 0.0
+                    || burst_rate.is_nan()
+                    || *burst_rate <= 0.0
+                    || every.0.is_zero()
+                    || length.0.is_zero()
+                {
                     bail!("`arrival`: rate ≥ 0, burst_rate > 0, every > 0 and length > 0");
                 }
                 if length.0 >= every.0 {
@@ -648,7 +653,7 @@ impl Scenario {
 
 impl MixEntry {
     fn check(&self, dir: &Path) -> anyhow::Result<()> {
-        if !(self.weight > 0.0) {
+        if self.weight.is_nan() || self.weight <= 0.0 {
             bail!("`weight` must be above 0");
         }
         let spec = &self.request;

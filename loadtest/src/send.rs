@@ -48,6 +48,7 @@ pub(crate) struct Progress {
     pub(crate) in_flight: AtomicUsize,
 }
 
+#[allow(clippy::too_many_arguments)] // NOTE: one call site; a struct would only rename them
 /// Sends `plan` from `start`; returns every request's outcome once all are answered or timed
 /// out. Stops scheduling at `deadline`.
 pub(crate) async fn send_all(

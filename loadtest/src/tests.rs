@@ -96,7 +96,7 @@ async fn a_tiny_scenario_calls_every_accepted_lead_once_and_refuses_bad_credenti
     assert!(report.leads.accepted > 0, "{table}");
     assert_eq!(report.leads.called, report.leads.accepted, "{table}");
     assert_eq!(report.leads.pending, 0, "{table}");
-    assert!(report.end_to_end.histogram.len() > 0, "{table}");
+    assert!(!report.end_to_end.histogram.is_empty(), "{table}");
     assert!(
         report.stages.iter().any(|s| s.name.starts_with("dedupe")),
         "{table}"
