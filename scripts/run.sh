@@ -28,29 +28,29 @@ export CALLER__CRYPTO__ACTIVE_KEY=${CALLER__CRYPTO__ACTIVE_KEY:-dev}
 export CALLER__CRYPTO__KEYS__DEV=${CALLER__CRYPTO__KEYS__DEV:-$(cat "$key_file")}
 caller="$CARGO_TARGET_DIR/release/caller"
 export CALLER_STATE_DIR
-
-if [ "${1:-}" = "demo" ]; then
-  shift
-  # `caller demo` starts the simulator and the pipeline itself unless they already answer
-  # (another `scripts/run.sh` in a second terminal), onboards demo-dental and runs the calls.
-  exec "$caller" demo "$@"
-fi
-
-# The vendor simulator stands in for Twilio, ElevenLabs, HighLevel and Zoho (fixed, fake demo
-# credentials; the demo client's providers point at it). Reused when already listening.
 sim_port=${CALLER_SIM_PORT:-8090}
-sim_pid=
-if ! listening "$sim_port"; then
-  "$caller" simulate --listen "127.0.0.1:$sim_port" &
-  sim_pid=$!
-  wait_for_port "$sim_port" "vendor simulator"
-fi
 # The platform's Zoho app, as the simulator knows it (token refresh of the demo client).
 export CALLER__ZOHO__ACCOUNTS_URL=${CALLER__ZOHO__ACCOUNTS_URL:-http://127.0.0.1:$sim_port}
 export CALLER__ZOHO__CLIENT_ID=${CALLER__ZOHO__CLIENT_ID:-1000.SIMCLIENTID}
 export CALLER__ZOHO__CLIENT_SECRET=${CALLER__ZOHO__CLIENT_SECRET:-sim-zoho-client-secret}
 # CRM notes written by crm_sync link to the call in the management API.
 export CALLER__CRM_SYNC__APP_BASE_URL=${CALLER__CRM_SYNC__APP_BASE_URL:-http://127.0.0.1:8080}
+
+if [ "${1:-}" = "demo" ]; then
+  shift
+  # `caller demo` starts the simulator and the pipeline itself unless they already answer
+  # (another `scripts/run.sh` in a second terminal), onboards demo-dental and runs the calls.
+  exec "$caller" demo --simulator "127.0.0.1:$sim_port" "$@"
+fi
+
+# The vendor simulator stands in for Twilio, ElevenLabs, HighLevel and Zoho (fixed, fake demo
+# credentials; the demo client's providers point at it). Reused when already listening.
+sim_pid=
+if ! listening "$sim_port"; then
+  "$caller" simulate --listen "127.0.0.1:$sim_port" &
+  sim_pid=$!
+  wait_for_port "$sim_port" "vendor simulator"
+fi
 
 # The demo client `demo-dental`, created once per machine by the same code as `caller demo`
 # (from scripts/demo-tenant.json), its webhook secrets and a `calls:write` API key generated

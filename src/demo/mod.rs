@@ -300,7 +300,8 @@ fn steps(row: &CallRow) -> Vec<(&'static str, String)> {
 }
 
 /// Returns what went wrong: a lead without a call, an outcome other than its callee's, no
-/// booking in our ledger and at HighLevel, or a call not written to the CRM in time.
+/// booking in our ledger, at HighLevel and in analytics, or a call not written to the CRM
+/// or recorded by analytics in time.
 fn problems(plan: &[DemoLead], rows: &[CallRow], timeout: Duration) -> Vec<String> {
     let mut problems = Vec::new();
     for lead in plan {
@@ -328,6 +329,13 @@ fn problems(plan: &[DemoLead], rows: &[CallRow], timeout: Duration) -> Vec<Strin
                 timeout.as_secs()
             ));
         }
+        if !row.in_analytics {
+            problems.push(format!(
+                "{}'s call (or its booking) did not reach the analytics tables within {}s",
+                lead.name(),
+                timeout.as_secs()
+            ));
+        }
         if lead.expected == Expected::Booked
             && row.booked_at.is_some()
             && row.in_highlevel != Some(true)
@@ -340,7 +348,7 @@ fn problems(plan: &[DemoLead], rows: &[CallRow], timeout: Duration) -> Vec<Strin
     }
     let booked = rows
         .iter()
-        .filter(|row| row.booked_at.is_some() && row.in_highlevel == Some(true))
+        .filter(|row| row.booked_at.is_some() && row.in_highlevel == Some(true) && row.in_analytics)
         .count();
     if booked == 0 {
         problems.push("no appointment was booked".to_owned());

@@ -46,13 +46,16 @@ pub struct CallRow {
     pub crm_synced: bool,
     /// Whether the booking was found at the HighLevel simulator (`None`: not checked).
     pub in_highlevel: Option<bool>,
+    /// Whether the analytics sink recorded the call's outcome and, when it booked, the
+    /// booking (`analytics.call_facts`, `analytics.booking_facts`).
+    pub in_analytics: bool,
 }
 
 impl CallRow {
     /// Returns true once nothing more will happen to the call in the demo's time.
     #[must_use]
     pub fn settled(&self) -> bool {
-        self.crm_synced
+        self.crm_synced && self.in_analytics
     }
 }
 
@@ -75,7 +78,11 @@ pub async fn gather(
                    AS "summarized!",
                EXISTS (SELECT 1 FROM crm_writes w
                         WHERE w.tenant_id = c.tenant_id AND w.fact_key = 'attempt:' || a.id::text
-                          AND w.action = 'note' AND w.state = 'done') AS "crm_synced!"
+                          AND w.action = 'note' AND w.state = 'done') AS "crm_synced!",
+               (EXISTS (SELECT 1 FROM analytics.call_facts f WHERE f.call_id = c.id)
+                AND (ap.id IS NULL OR EXISTS (SELECT 1 FROM analytics.booking_facts b
+                                              WHERE b.appointment_id = ap.id)))
+                   AS "in_analytics!"
         FROM calls c
         LEFT JOIN LATERAL (SELECT * FROM call_attempts x WHERE x.call_id = c.id
                            ORDER BY x.attempt_number DESC LIMIT 1) a ON true
@@ -109,6 +116,7 @@ pub async fn gather(
             summarized: row.summarized,
             crm_synced: row.crm_synced,
             in_highlevel: None,
+            in_analytics: row.in_analytics,
         })
         .collect())
 }
@@ -162,6 +170,7 @@ pub fn render(leads: &[DemoLead], rows: &[CallRow]) -> String {
         "appointment (lead's time)",
         "in HighLevel",
         "CRM synced",
+        "in analytics",
     ];
     let mut table = vec![header.map(str::to_owned).to_vec()];
     for lead in leads {
@@ -193,6 +202,7 @@ pub fn render(leads: &[DemoLead], rows: &[CallRow]) -> String {
             appointment,
             yes_no(row.and_then(|row| row.in_highlevel)),
             yes_no(row.map(|row| row.crm_synced)),
+            yes_no(row.map(|row| row.in_analytics)),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
