@@ -16,7 +16,7 @@ use caller::bus::envelope::Envelope;
 use caller::bus::outbox::Outbox;
 use caller::events::fact::Fact;
 use caller::providers::sim_elevenlabs::Script;
-use caller::providers::sim_twilio::{CallerStep, SimOutcome};
+use caller::providers::sim_twilio::SimOutcome;
 use caller::stages::analytics_sink::AnalyticsSink;
 use caller::stages::{Stage, StageContext};
 use caller::store::analytics::RECOUNT;
@@ -62,17 +62,6 @@ fn booking_agent() -> Script {
         )
         .say("You are booked for ten tomorrow. Goodbye!", 500)
         .end()
-}
-
-fn caller_answers(times: usize) -> Vec<CallerStep> {
-    (0..times)
-        .flat_map(|_| {
-            [
-                CallerStep::WaitForAgentAudio { timeout_ms: 20_000 },
-                CallerStep::Speak { ms: 400 },
-            ]
-        })
-        .collect()
 }
 
 async fn count(h: &Harness, sql: &str) -> i64 {
@@ -149,7 +138,7 @@ async fn rollups_equal_a_recount_and_replaying_every_fact_twice_changes_nothing(
     let (h, _el) = conversations::start_tuned(
         Setup {
             script: booking_agent(),
-            caller: caller_answers(2),
+            caller: conversations::caller_answers(2, 400),
             stages: STAGES.to_vec(),
             converse: conversations::quick_leases(),
             first_message: Some("Hi, this is Acme Dental."),

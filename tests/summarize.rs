@@ -16,7 +16,6 @@ use caller::events::conversation::{ConversationEnded, ConversationSummarized};
 use caller::ids::EventId;
 use caller::providers::sim_elevenlabs::Script;
 use caller::providers::sim_openai::{self, Fault, OpenAiSimState};
-use caller::providers::sim_twilio::CallerStep;
 use chrono::{TimeDelta, Utc};
 use common::eventually;
 use conversations::Setup;
@@ -73,17 +72,6 @@ fn declined_agent() -> Script {
         .end()
 }
 
-fn caller_answers(times: usize) -> Vec<CallerStep> {
-    (0..times)
-        .flat_map(|_| {
-            [
-                CallerStep::WaitForAgentAudio { timeout_ms: 20_000 },
-                CallerStep::Speak { ms: 500 },
-            ]
-        })
-        .collect()
-}
-
 /// A stored summary, as compared across a replay.
 #[derive(Debug, PartialEq, sqlx::FromRow)]
 struct Stored {
@@ -137,7 +125,7 @@ async fn run_with(agent: Script, answers: usize, providers: Value, credentials: 
     let (h, _el) = conversations::start_with(
         Setup {
             script: agent,
-            caller: caller_answers(answers),
+            caller: conversations::caller_answers(answers, 500),
             stages: STAGES.to_vec(),
             converse: conversations::quick_leases(),
             first_message: Some("Hi Jane, this is Acme Dental."),

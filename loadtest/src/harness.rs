@@ -57,6 +57,8 @@ pub(crate) struct Env {
     pub(crate) nats_url: String,
     pub(crate) base_url: String,
     pub(crate) twilio: TwilioSimState,
+    /// The HighLevel simulator, where each planned lead is created before its webhook.
+    pub(crate) gohighlevel: GoHighLevelSimState,
     pub(crate) tenants: Vec<TenantCreds>,
     database: String,
     admin_database_url: String,
@@ -220,7 +222,7 @@ impl Env {
         let router = sim::router_beside_elevenlabs(accounts.clone())
             .merge(sim_twilio::router(twilio.clone()))
             .merge(caller::providers::sim_elevenlabs::router(elevenlabs))
-            .merge(sim_gohighlevel::router_beside_health(gohighlevel));
+            .merge(sim_gohighlevel::router_beside_health(gohighlevel.clone()));
         let sim_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let sim_base = format!("http://{}", sim_listener.local_addr()?);
         let simulator = tokio::spawn(async move {
@@ -270,6 +272,7 @@ impl Env {
             nats_url,
             base_url,
             twilio,
+            gohighlevel,
             tenants,
             database,
             admin_database_url: options.admin_database_url.clone(),

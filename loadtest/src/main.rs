@@ -222,6 +222,7 @@ async fn run(
         None => plan::plan(scenario, chrono::Utc::now())?,
     };
     let mut env = harness::Env::start(scenario, listen, options).await?;
+    plan::create_crm_leads(&plan, &env.gohighlevel);
     let watcher = observe::Watcher::start(&env.nats_url).await?;
     let env_tenants = Arc::new(std::mem::take(&mut env.tenants));
 

@@ -133,6 +133,37 @@ pub(crate) fn ghl_location(tenant: usize) -> String {
     format!("ltLocation{tenant:010}")
 }
 
+/// Creates each HighLevel lead of the plan as a contact in the simulator, under its id, as a
+/// real lead exists in the CRM before its workflow fires: crm_sync then finds the contact it
+/// writes the call to. (Leads of the other kinds have no HighLevel contact; a HighLevel
+/// tenant's crm_sync refuses them, which the report shows as dead letters.)
+pub(crate) fn create_crm_leads(
+    plan: &[Planned],
+    gohighlevel: &caller::providers::sim_gohighlevel::GoHighLevelSimState,
+) {
+    for planned in plan {
+        if planned.kind != Kind::GhlWorkflowWebhook || planned.replay_of.is_some() {
+            continue;
+        }
+        let Ok(body) = serde_json::from_str::<Value>(&planned.body) else {
+            continue;
+        };
+        let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_owned);
+        let Some(id) = text("contact_id") else {
+            continue;
+        };
+        let seed = caller::providers::sim_gohighlevel::SimContactSeed {
+            first_name: text("first_name"),
+            last_name: text("last_name"),
+            email: text("email"),
+            phone: text("phone"),
+            timezone: text("timezone"),
+            ..Default::default()
+        };
+        gohighlevel.add_contact_with_id(&ghl_location(planned.tenant), &id, seed);
+    }
+}
+
 /// Returns tenant `n`'s id (slug): the prefix and a zero-padded number.
 pub(crate) fn tenant_slug(scenario: &Scenario, tenant: usize) -> String {
     let width = scenario.tenants.count.to_string().len();

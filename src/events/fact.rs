@@ -95,6 +95,20 @@ impl Event for Fact {
 mod tests {
     use super::*;
 
+    fn meta(event_type: &str, version: u32) -> Meta {
+        Meta {
+            event_id: crate::ids::EventId::new_v7(),
+            event_type: event_type.to_owned(),
+            version,
+            source: "test".to_owned(),
+            tenant_id: crate::ids::TenantId::PLATFORM,
+            call_id: None,
+            occurred_at: chrono::Utc::now(),
+            causation_id: None,
+            traceparent: None,
+        }
+    }
+
     /// Every catalogued event that travels on LEADS or CALLS (so reaches the FACTS mirror)
     /// decodes from its golden fixture into its own variant, not into `Other`: an event
     /// added to the catalogue without a variant fails here.
@@ -113,17 +127,7 @@ mod tests {
                 serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture"))
                     .expect("fixture JSON");
             let payload = (spec.encode_fixture)(&fixture).expect("encode");
-            let meta = Meta {
-                event_id: crate::ids::EventId::new_v7(),
-                event_type: spec.event_type.to_owned(),
-                version: spec.version,
-                source: "test".to_owned(),
-                tenant_id: crate::ids::TenantId::PLATFORM,
-                call_id: None,
-                occurred_at: chrono::Utc::now(),
-                causation_id: None,
-                traceparent: None,
-            };
+            let meta = meta(spec.event_type, spec.version);
             let fact = Fact::decode_payload(&meta, &payload)
                 .unwrap_or_else(|e| panic!("{}: {e}", spec.event_type));
             assert!(
@@ -136,17 +140,7 @@ mod tests {
 
     #[test]
     fn an_unknown_type_is_other_and_a_newer_version_is_refused() {
-        let mut meta = Meta {
-            event_id: crate::ids::EventId::new_v7(),
-            event_type: "lead.teleported".to_owned(),
-            version: 1,
-            source: "test".to_owned(),
-            tenant_id: crate::ids::TenantId::PLATFORM,
-            call_id: None,
-            occurred_at: chrono::Utc::now(),
-            causation_id: None,
-            traceparent: None,
-        };
+        let mut meta = meta("lead.teleported", 1);
         assert!(matches!(
             Fact::decode_payload(&meta, b"\x80"),
             Ok(Fact::Other)

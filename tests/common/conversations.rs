@@ -143,6 +143,20 @@ pub async fn start_tuned(
     (h, el)
 }
 
+/// A caller who waits for the agent, then speaks, `times` times (summarize and analytics
+/// tests: a short booking conversation).
+#[allow(dead_code)]
+pub fn caller_answers(times: usize, speak_ms: u64) -> Vec<CallerStep> {
+    (0..times)
+        .flat_map(|_| {
+            [
+                CallerStep::WaitForAgentAudio { timeout_ms: 20_000 },
+                CallerStep::Speak { ms: speak_ms },
+            ]
+        })
+        .collect()
+}
+
 /// `base` with the top-level keys of `extra` (an object) set over it.
 fn merged(mut base: Value, extra: Value) -> Value {
     if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {

@@ -348,9 +348,19 @@ impl GoHighLevelSimState {
     ///
     /// Panics if the location does not exist (a broken test).
     pub fn add_contact(&self, location_id: &str, seed: SimContactSeed) -> String {
+        self.add_contact_with_id(location_id, &world::new_id(), seed)
+    }
+
+    /// Adds a contact with a given id (a load test plans its leads' ids before the run);
+    /// returns the id.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the location does not exist (a broken test).
+    pub fn add_contact_with_id(&self, location_id: &str, id: &str, seed: SimContactSeed) -> String {
         let now = chrono::Utc::now();
         let contact = Contact {
-            id: world::new_id(),
+            id: id.to_owned(),
             first_name: seed.first_name,
             last_name: seed.last_name,
             email: seed.email,
