@@ -497,3 +497,236 @@ fn every_dashboard_card_is_defined_and_every_card_is_on_a_dashboard() {
         );
     }
 }
+
+const ADMIN: &str = "admin@caller.test";
+const ADMIN_PASSWORD: &str = "admin-password-do-not-print";
+const READER_PASSWORD: &str = "reader-password-do-not-print";
+
+/// Serves a fresh simulator on a loopback port; returns it and its base URL.
+async fn serve_simulator() -> (caller::metabase::sim::MetabaseSim, String) {
+    let sim = caller::metabase::sim::MetabaseSim::new(ADMIN, ADMIN_PASSWORD);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = sim.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (sim, url)
+}
+
+fn connection() -> caller::metabase::provision::DatabaseConnection {
+    caller::metabase::provision::DatabaseConnection {
+        host: "postgres".to_owned(),
+        port: 5432,
+        dbname: "caller".to_owned(),
+        user: "caller_metabase".to_owned(),
+        password: Secret::new(READER_PASSWORD.to_owned()),
+        ssl: false,
+        update_password: false,
+    }
+}
+
+async fn provision_into(
+    url: &str,
+    definitions: &Definitions,
+) -> Vec<caller::metabase::provision::Outcome> {
+    let mut client = caller::metabase::api::MetabaseClient::new(url);
+    client.health().await.unwrap();
+    client
+        .login(ADMIN, &Secret::new(ADMIN_PASSWORD.to_owned()))
+        .await
+        .unwrap();
+    caller::metabase::provision::provision(&client, definitions, &connection())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn provisioning_creates_exactly_the_defined_objects_and_a_second_run_writes_nothing() {
+    use caller::metabase::provision::Change;
+    let (sim, url) = serve_simulator().await;
+    let definitions = definitions();
+
+    let first = provision_into(&url, &definitions).await;
+    assert!(
+        first
+            .iter()
+            .all(|outcome| outcome.change == Change::Created),
+        "{first:#?}"
+    );
+    let (databases, collections, cards, dashboards) = sim.objects();
+    assert_eq!(databases.len(), 1);
+    assert_eq!(databases[0]["name"], definitions.database.as_str());
+    assert_eq!(databases[0]["details"]["user"], "caller_metabase");
+    assert_eq!(
+        databases[0]["details"]["schema-filters-patterns"],
+        "analytics"
+    );
+    assert_eq!(collections.len(), 1);
+    assert_eq!(collections[0]["name"], definitions.collection.as_str());
+    assert_eq!(cards.len(), definitions.cards.len());
+    for card in definitions.cards.values() {
+        let stored = cards
+            .iter()
+            .find(|stored| stored["name"] == card.name.as_str())
+            .unwrap_or_else(|| panic!("card `{}` missing", card.name));
+        assert_eq!(
+            stored["dataset_query"]["native"]["query"],
+            card.sql.as_str()
+        );
+        assert_eq!(stored["dataset_query"]["database"], databases[0]["id"]);
+        assert_eq!(stored["collection_id"], collections[0]["id"]);
+        assert_eq!(stored["display"], card.display.as_str());
+        let tags = stored["dataset_query"]["native"]["template-tags"]
+            .as_object()
+            .unwrap();
+        assert_eq!(tags.keys().cloned().collect::<Vec<_>>(), card.variables);
+    }
+    assert_eq!(dashboards.len(), definitions.dashboards.len());
+    for dashboard in &definitions.dashboards {
+        let stored = dashboards
+            .iter()
+            .find(|stored| stored["name"] == dashboard.name.as_str())
+            .unwrap();
+        let dashcards = stored["dashcards"].as_array().unwrap();
+        assert_eq!(dashcards.len(), dashboard.cards.len(), "{}", dashboard.name);
+        for dashcard in dashcards {
+            let card = cards
+                .iter()
+                .find(|c| c["id"] == dashcard["card_id"])
+                .unwrap();
+            let filtered = !card["dataset_query"]["native"]["template-tags"]
+                .as_object()
+                .unwrap()
+                .is_empty();
+            let mappings = dashcard["parameter_mappings"].as_array().unwrap();
+            assert_eq!(mappings.len(), usize::from(filtered), "{}", card["name"]);
+        }
+    }
+    let writes = sim.writes();
+    // database, collection, every card, each dashboard created then laid out.
+    assert_eq!(
+        writes.len(),
+        2 + definitions.cards.len() + 2 * definitions.dashboards.len(),
+        "{writes:#?}"
+    );
+
+    let second = provision_into(&url, &definitions).await;
+    assert!(
+        second
+            .iter()
+            .all(|outcome| outcome.change == Change::Unchanged),
+        "{second:#?}"
+    );
+    assert_eq!(sim.writes(), writes, "a second run wrote something");
+    assert_eq!(
+        first.iter().map(|o| o.id).collect::<Vec<_>>(),
+        second.iter().map(|o| o.id).collect::<Vec<_>>()
+    );
+
+    // A changed card and a moved dashcard are updated in place, nothing else.
+    let mut changed = definitions.clone();
+    changed
+        .cards
+        .get_mut("answer_rate")
+        .unwrap()
+        .sql
+        .push_str("\nLIMIT 100");
+    changed.dashboards[0].cards[0].size_y += 1;
+    let third = provision_into(&url, &changed).await;
+    let updated: Vec<&str> = third
+        .iter()
+        .filter(|outcome| outcome.change != Change::Unchanged)
+        .map(|outcome| outcome.name.as_str())
+        .collect();
+    assert_eq!(
+        updated,
+        ["Answer rate", changed.dashboards[0].name.as_str()]
+    );
+    assert!(third.iter().all(|o| o.change != Change::Created));
+    let (_, _, cards_after, dashboards_after) = sim.objects();
+    assert_eq!(cards_after.len(), cards.len());
+    assert_eq!(dashboards_after.len(), dashboards.len());
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_clear_error() {
+    let (_sim, url) = serve_simulator().await;
+    let mut client = caller::metabase::api::MetabaseClient::new(&url);
+    let error = client
+        .login(ADMIN, &Secret::new("not-the-password".to_owned()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!("metabase refused the login of `{ADMIN}`: wrong user or password")
+    );
+    // Without a session every other call is refused, not half-done.
+    let error = client.get("/api/database").await.unwrap_err();
+    assert!(error.to_string().contains("401"), "{error}");
+}
+
+/// Runs the `caller` binary with `args` and the secrets in its environment.
+fn run_caller(args: &[&str], admin_password: &str) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_caller"))
+        .args(args)
+        .env("CALLER_METABASE_USER", ADMIN)
+        .env("CALLER_METABASE_PASSWORD", admin_password)
+        .env("CALLER_METABASE_DB_PASSWORD", READER_PASSWORD)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+#[tokio::test]
+async fn the_cli_provisions_and_never_prints_a_secret() {
+    let (sim, url) = serve_simulator().await;
+    let dir = common::project_root().join("metabase");
+    let args = [
+        "metabase",
+        "provision",
+        "--url",
+        &url,
+        "--dir",
+        dir.to_str().unwrap(),
+    ];
+    let cli = |password: &'static str| {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_caller(&args, password)
+        })
+    };
+
+    let (ok, printed) = cli(ADMIN_PASSWORD).await.unwrap();
+    assert!(ok, "{printed}");
+    assert!(printed.contains("created   dashboard"), "{printed}");
+    let (ok, again) = cli(ADMIN_PASSWORD).await.unwrap();
+    assert!(ok, "{again}");
+    assert!(
+        !again.contains("created") && !again.contains("updated"),
+        "{again}"
+    );
+    let (ok, refused) = cli("wrong-password-do-not-print").await.unwrap();
+    assert!(!ok);
+    assert_eq!(
+        refused.trim(),
+        format!("caller: metabase refused the login of `{ADMIN}`: wrong user or password")
+    );
+
+    let sessions = sim.sessions();
+    assert_eq!(sessions.len(), 2, "one session per successful run");
+    for output in [&printed, &again, &refused] {
+        for secret in sessions.iter().map(String::as_str).chain([
+            ADMIN_PASSWORD,
+            READER_PASSWORD,
+            "wrong-password-do-not-print",
+        ]) {
+            assert!(!output.contains(secret), "a secret was printed: {output}");
+        }
+    }
+}

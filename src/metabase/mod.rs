@@ -13,7 +13,11 @@
 //!   tests run each card the way Metabase would.
 //! - `sim` (feature `test-util`): a recorded-contract simulator of the endpoints we call.
 
+pub mod api;
+pub mod provision;
 pub mod reader;
+#[cfg(any(test, feature = "test-util"))]
+pub mod sim;
 pub mod sql;
 
 use std::collections::BTreeMap;
