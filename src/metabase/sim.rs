@@ -42,18 +42,34 @@ pub struct MetabaseSim {
     store: Arc<Mutex<Store>>,
 }
 
-type Answer = Result<Json<Value>, Response>;
-
-fn refuse(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
+/// An error answer: JSON, or plain text when `body` is a string (as Metabase's 401 and 404).
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    body: Value,
 }
 
-fn invalid(field: &str, problem: &str) -> Response {
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self.body {
+            Value::String(text) => (self.status, text).into_response(),
+            body => (self.status, Json(body)).into_response(),
+        }
+    }
+}
+
+type Answer = Result<Json<Value>, Refusal>;
+
+fn refuse(status: StatusCode, body: Value) -> Refusal {
+    Refusal { status, body }
+}
+
+fn invalid(field: &str, problem: &str) -> Refusal {
     refuse(StatusCode::BAD_REQUEST, json!({"errors": {field: problem}}))
 }
 
-fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "Not found.").into_response()
+fn not_found() -> Refusal {
+    refuse(StatusCode::NOT_FOUND, json!("Not found."))
 }
 
 fn require<'a>(
@@ -61,7 +77,7 @@ fn require<'a>(
     field: &str,
     check: fn(&Value) -> bool,
     problem: &str,
-) -> Result<&'a Value, Response> {
+) -> Result<&'a Value, Refusal> {
     let value = &body[field];
     if check(value) {
         Ok(value)
@@ -111,14 +127,14 @@ impl MetabaseSim {
         )
     }
 
-    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let token = headers
             .get("x-metabase-session")
             .and_then(|value| value.to_str().ok());
         match token {
             Some(token) if self.lock().sessions.contains(token) => Ok(()),
             // Metabase answers a missing or unknown session with a bare text body.
-            _ => Err((StatusCode::UNAUTHORIZED, "Unauthenticated").into_response()),
+            _ => Err(refuse(StatusCode::UNAUTHORIZED, json!("Unauthenticated"))),
         }
     }
 
@@ -188,7 +204,7 @@ async fn list_databases(State(sim): State<MetabaseSim>, headers: HeaderMap) -> A
     Ok(Json(json!({"data": data, "total": data.len()})))
 }
 
-fn check_database(body: &Value) -> Result<(), Response> {
+fn check_database(body: &Value) -> Result<(), Refusal> {
     require(body, "name", non_blank, "value must be a non-blank string.")?;
     require(
         body,
@@ -332,7 +348,7 @@ async fn collection_items(
     ))
 }
 
-fn check_card(body: &Value, store: &Store, partial: bool) -> Result<(), Response> {
+fn check_card(body: &Value, store: &Store, partial: bool) -> Result<(), Refusal> {
     let present = |field: &str| !partial || !body[field].is_null();
     if present("name") {
         require(body, "name", non_blank, "value must be a non-blank string.")?;
@@ -410,7 +426,7 @@ async fn create_card(
     let mut store = sim.lock();
     check_card(&body, &store, false)?;
     let id = store.id();
-    let mut card = body.clone();
+    let mut card = body;
     card["id"] = json!(id);
     card["archived"] = json!(false);
     card["query_type"] = json!("native");
@@ -453,7 +469,7 @@ async fn update_card(
     Ok(Json(card))
 }
 
-fn check_parameters(body: &Value) -> Result<(), Response> {
+fn check_parameters(body: &Value) -> Result<(), Refusal> {
     if body["parameters"].is_null() {
         return Ok(());
     }
