@@ -730,3 +730,120 @@ async fn the_cli_provisions_and_never_prints_a_secret() {
         }
     }
 }
+
+/// True when `actual` has every key of `recorded` with the same JSON type, recursively
+/// (arrays of equal length element by element, otherwise the first recorded element
+/// against every actual one).
+fn same_shape(recorded: &Value, actual: &Value) -> bool {
+    match (recorded, actual) {
+        (Value::Object(want), Value::Object(have)) => want
+            .iter()
+            .all(|(key, value)| have.get(key).is_some_and(|found| same_shape(value, found))),
+        // Tuples (`target`) element by element; lists by their first recorded element.
+        (Value::Array(want), Value::Array(have)) if want.len() == have.len() => want
+            .iter()
+            .zip(have)
+            .all(|(want, have)| same_shape(want, have)),
+        (Value::Array(want), Value::Array(have)) => match want.first() {
+            Some(first) => !have.is_empty() && have.iter().all(|item| same_shape(first, item)),
+            None => true,
+        },
+        (Value::Number(_), Value::Number(_))
+        | (Value::Bool(_), Value::Bool(_))
+        | (Value::Null, Value::Null) => true,
+        // Strings are free text (names, messages, tokens); plain-text answers are compared
+        // exactly by the caller.
+        (Value::String(_), Value::String(_)) => true,
+        _ => false,
+    }
+}
+
+/// Rewrites the recorded ids in `value` (fields that hold ids) to the simulator's.
+fn map_ids(value: &mut Value, ids: &BTreeMap<i64, i64>) {
+    match value {
+        Value::Object(fields) => {
+            for (key, field) in fields.iter_mut() {
+                let holds_id = ["collection_id", "database", "card_id"].contains(&key.as_str());
+                match field.as_i64() {
+                    Some(recorded) if holds_id => {
+                        *field = json!(ids.get(&recorded).copied().unwrap_or(recorded));
+                    }
+                    _ => map_ids(field, ids),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| map_ids(item, ids)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_simulator_honours_the_recorded_contract() {
+    let sim = caller::metabase::sim::MetabaseSim::new("admin@caller.test", "admin-password");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = sim.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let path = common::project_root().join("tests/fixtures/metabase/contract.json");
+    let exchanges: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let http = caller::providers::http::client();
+    let mut session = String::new();
+    let mut ids: BTreeMap<i64, i64> = BTreeMap::new();
+    for (index, exchange) in exchanges.iter().enumerate() {
+        let what = format!(
+            "exchange {index}: {} {}",
+            exchange["method"], exchange["path"]
+        );
+        let recorded_path = exchange["path"].as_str().unwrap();
+        let path: Vec<String> = recorded_path
+            .split('/')
+            .map(|segment| match segment.parse::<i64>() {
+                Ok(id) => ids.get(&id).copied().unwrap_or(id).to_string(),
+                Err(_) => segment.to_owned(),
+            })
+            .collect();
+        let method =
+            reqwest::Method::from_bytes(exchange["method"].as_str().unwrap().as_bytes()).unwrap();
+        let mut request = http.request(method, format!("{url}{}", path.join("/")));
+        if exchange["session"] == true {
+            request = request.header("X-Metabase-Session", &session);
+        }
+        if let Some(body) = exchange.get("request") {
+            let mut body = body.clone();
+            map_ids(&mut body, &ids);
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            u16::try_from(exchange["status"].as_u64().unwrap()).unwrap(),
+            "{what}"
+        );
+        let text = response.text().await.unwrap();
+        let actual: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        let recorded = &exchange["response"];
+        if let Value::String(body) = recorded
+            && !body.starts_with('$')
+        {
+            assert_eq!(&actual, recorded, "{what}");
+        }
+        assert!(same_shape(recorded, &actual), "{what}: {actual:#}");
+        if recorded["id"] == "$session" {
+            session = actual["id"].as_str().unwrap().to_owned();
+        }
+        if let (Some(want), Some(have)) = (recorded["id"].as_i64(), actual["id"].as_i64()) {
+            ids.insert(want, have);
+        }
+        for (want, have) in recorded["dashcards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(actual["dashcards"].as_array().into_iter().flatten())
+        {
+            if let (Some(want), Some(have)) = (want["id"].as_i64(), have["id"].as_i64()) {
+                ids.insert(want, have);
+            }
+        }
+    }
+}
