@@ -411,6 +411,17 @@ async fn every_card_returns_the_expected_numbers_as_the_reader_role() {
         reader::RoleChange::Updated,
         "a second run updates in place"
     );
+    let mappings: Vec<Option<Uuid>> =
+        sqlx::query_scalar("SELECT tenant_id FROM analytics.readers WHERE role_name = $1")
+            .bind(&role)
+            .fetch_all(&mut *owner)
+            .await
+            .unwrap();
+    assert_eq!(mappings, [None], "mapped once, to every tenant");
+    assert!(matches!(
+        reader::ensure_reader(&mut owner, "Robert'); DROP", &password).await,
+        Err(reader::ReaderError::InvalidName(_))
+    ));
     drop(owner);
     let host_and_db = db.url.rsplit_once('@').expect("user in the url").1;
     let reader_pool = sqlx::postgres::PgPoolOptions::new()

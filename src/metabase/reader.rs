@@ -48,10 +48,11 @@ pub async fn ensure_reader(
     if !valid {
         return Err(ReaderError::InvalidName(role.to_owned()));
     }
+    let mut transaction = sqlx::Connection::begin(&mut *conn).await?;
     let existing: Option<(bool, bool)> =
         sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
             .bind(role)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut *transaction)
             .await?;
     if let Some((superuser, bypass)) = existing
         && (superuser || bypass)
@@ -63,32 +64,39 @@ pub async fn ensure_reader(
     } else {
         "CREATE"
     };
-    // New roles are NOSUPERUSER NOBYPASSRLS by default (saying so needs superuser rights,
-    // which the owner lacks); an existing one was checked above.
-    // NOTE: CREATE/ALTER ROLE take no bind parameters. `format` quotes the name (%I) and the
-    // password (%L) server-side, so the statement is built from bound values, never by
-    // splicing text here.
-    let statement: String = sqlx::query_scalar(&format!(
-        "SELECT format('{verb} ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)"
-    ))
+    // NOTE: CREATE/ALTER ROLE take no bind parameters, and a statement's text is what sqlx
+    // (slow-statement warnings) and PostgreSQL (`log_statement = ddl`) log. So the name and
+    // password travel as bound values into transaction-local settings, and the DO block
+    // quotes them server-side (%I, %L): no statement text ever holds the password.
+    sqlx::query(
+        "SELECT set_config('caller.reader_role', $1, true),
+                set_config('caller.reader_password', $2, true)",
+    )
     .bind(role)
     .bind(password.expose())
-    .fetch_one(&mut *conn)
+    .execute(&mut *transaction)
     .await?;
-    sqlx::raw_sql(&statement).execute(&mut *conn).await?;
-    let grant: String =
-        sqlx::query_scalar("SELECT format('GRANT caller_analytics_reader TO %I', $1::text)")
-            .bind(role)
-            .fetch_one(&mut *conn)
-            .await?;
-    sqlx::raw_sql(&grant).execute(&mut *conn).await?;
+    // New roles are NOSUPERUSER NOBYPASSRLS by default (saying so needs superuser rights,
+    // which the owner lacks); an existing one was checked above.
+    sqlx::raw_sql(&format!(
+        "DO $$ BEGIN
+             EXECUTE format('{verb} ROLE %I LOGIN PASSWORD %L',
+                            current_setting('caller.reader_role'),
+                            current_setting('caller.reader_password'));
+             EXECUTE format('GRANT caller_analytics_reader TO %I',
+                            current_setting('caller.reader_role'));
+         END $$"
+    ))
+    .execute(&mut *transaction)
+    .await?;
     sqlx::query(
         "INSERT INTO analytics.readers (role_name, tenant_id) VALUES ($1, NULL)
          ON CONFLICT DO NOTHING",
     )
     .bind(role)
-    .execute(&mut *conn)
+    .execute(&mut *transaction)
     .await?;
+    transaction.commit().await?;
     Ok(if existing.is_some() {
         RoleChange::Updated
     } else {
