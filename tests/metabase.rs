@@ -539,13 +539,21 @@ async fn provision_into(
     url: &str,
     definitions: &Definitions,
 ) -> Vec<caller::metabase::provision::Outcome> {
+    provision_with(url, definitions, &connection()).await
+}
+
+async fn provision_with(
+    url: &str,
+    definitions: &Definitions,
+    connection: &caller::metabase::provision::DatabaseConnection,
+) -> Vec<caller::metabase::provision::Outcome> {
     let mut client = caller::metabase::api::MetabaseClient::new(url);
     client.health().await.unwrap();
     client
         .login(ADMIN, &Secret::new(ADMIN_PASSWORD.to_owned()))
         .await
         .unwrap();
-    caller::metabase::provision::provision(&client, definitions, &connection())
+    caller::metabase::provision::provision(&client, definitions, connection)
         .await
         .unwrap()
 }
@@ -653,7 +661,21 @@ async fn provisioning_creates_exactly_the_defined_objects_and_a_second_run_write
         ["Answer rate", changed.dashboards[0].name.as_str()]
     );
     assert!(third.iter().all(|o| o.change != Change::Created));
-    let (_, _, cards_after, dashboards_after) = sim.objects();
+    // A moved PostgreSQL updates the database connection, nothing else.
+    let moved = caller::metabase::provision::DatabaseConnection {
+        host: "db.internal".to_owned(),
+        ..connection()
+    };
+    let fourth = provision_with(&url, &changed, &moved).await;
+    let updated: Vec<(&str, &str)> = fourth
+        .iter()
+        .filter(|outcome| outcome.change != Change::Unchanged)
+        .map(|outcome| (outcome.kind, outcome.name.as_str()))
+        .collect();
+    assert_eq!(updated, [("database", definitions.database.as_str())]);
+    let (databases_after, _, cards_after, dashboards_after) = sim.objects();
+    assert_eq!(databases_after.len(), 1);
+    assert_eq!(databases_after[0]["details"]["host"], "db.internal");
     assert_eq!(cards_after.len(), cards.len());
     assert_eq!(dashboards_after.len(), dashboards.len());
 }
