@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::builder::RangedI64ValueParser;
 use clap::{Parser, Subcommand};
 
+use crate::secret::Secret;
+
 /// Multi-tenant AI calling platform.
 #[derive(Debug, Parser)]
 #[command(name = "caller", version, about)]
@@ -113,6 +115,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Metabase: the read-only PostgreSQL role it connects as, and its dashboards.
+    Metabase {
+        /// Subcommand.
+        #[command(subcommand)]
+        command: MetabaseCommand,
+    },
     /// Platform administration.
     Admin {
         /// Subcommand.
@@ -210,6 +218,74 @@ pub struct OutcomeMix(pub Vec<(crate::providers::sim_twilio::SimOutcome, u32)>);
 
 fn outcome_mix(text: &str) -> Result<OutcomeMix, crate::providers::sim_twilio::OutcomeMixError> {
     crate::providers::sim_twilio::parse_outcomes(text).map(OutcomeMix)
+}
+
+/// `caller metabase …` (docs/metabase.md).
+#[derive(Debug, Subcommand)]
+pub enum MetabaseCommand {
+    /// Create (or update) the PostgreSQL login role Metabase reads as: a member of
+    /// `caller_analytics_reader`, mapped to every tenant in `analytics.readers`. Runs as the
+    /// schema owner (`database.owner_url`). Its password comes from
+    /// `CALLER_METABASE_DB_PASSWORD`.
+    Reader {
+        /// The login role.
+        #[arg(long, default_value = "caller_metabase")]
+        role: String,
+        /// The role's password.
+        #[arg(long = "db-password", env = "CALLER_METABASE_DB_PASSWORD", hide_env_values = true, value_parser = secret)]
+        password: Secret<String>,
+    },
+    /// Create or update the `caller` database connection, the collection, every card and
+    /// every dashboard of `metabase/` through Metabase's REST API. Idempotent: objects are
+    /// found by name and written only when they differ.
+    Provision(MetabaseProvisionArgs),
+}
+
+/// How `caller metabase provision` reaches Metabase, and how Metabase reaches PostgreSQL.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetabaseProvisionArgs {
+    /// Metabase's base URL.
+    #[arg(
+        long,
+        env = "CALLER_METABASE_URL",
+        default_value = "http://127.0.0.1:3000"
+    )]
+    pub url: String,
+    /// A Metabase admin's email.
+    #[arg(long, env = "CALLER_METABASE_USER")]
+    pub user: String,
+    /// That admin's password (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "CALLER_METABASE_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub password: Secret<String>,
+    /// The folder with `dashboards.yaml` and `cards/`.
+    #[arg(long, default_value = "metabase")]
+    pub dir: PathBuf,
+    /// PostgreSQL host as Metabase reaches it (compose: `postgres`).
+    #[arg(long, default_value = "postgres")]
+    pub db_host: String,
+    /// PostgreSQL port.
+    #[arg(long, default_value_t = 5432)]
+    pub db_port: u16,
+    /// The database.
+    #[arg(long, default_value = "caller")]
+    pub db_name: String,
+    /// The reader login role (see `caller metabase reader`).
+    #[arg(long, default_value = "caller_metabase")]
+    pub db_user: String,
+    /// The reader role's password.
+    #[arg(long, env = "CALLER_METABASE_DB_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub db_password: Secret<String>,
+    /// Connect to PostgreSQL with TLS.
+    #[arg(long)]
+    pub db_ssl: bool,
+    /// Send the reader password even if nothing else changed (Metabase never shows it back).
+    #[arg(long)]
+    pub update_password: bool,
+}
+
+/// Wraps a secret flag or environment value the moment it is parsed.
+fn secret(text: &str) -> Result<Secret<String>, std::convert::Infallible> {
+    Ok(Secret::new(text.to_owned()))
 }
 
 /// `caller pipeline …`

@@ -15,6 +15,8 @@
 //! - [`ingress`]: the webhook routes and their authentication; [`normalize`]: per-source
 //!   normalizers into the `lead.received` event.
 //! - [`crypto`]: sealed credentials (AES-256-GCM) and the master keyring.
+//! - [`metabase`]: the version-controlled Metabase cards and dashboards, and their
+//!   provisioning through Metabase's REST API.
 //! - [`demo`]: `caller demo`, the platform end to end against the vendor simulators.
 //! - [`providers`]: vendor adapters (Twilio, Zoho reads, healthchecks) and the vendor
 //!   simulators.
@@ -44,6 +46,7 @@ pub mod ids;
 pub mod ingress;
 pub mod integrations;
 pub mod media;
+pub mod metabase;
 pub mod metrics;
 pub mod normalize;
 pub mod phone;

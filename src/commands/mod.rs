@@ -21,6 +21,7 @@ use crate::settings::Settings;
 use crate::{pipeline, schemas, telemetry};
 
 mod demo;
+mod metabase;
 mod schedule;
 mod tenant;
 
@@ -105,6 +106,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedule { command } => schedule_command(&settings, command).await?,
         Command::Campaign { command } => campaign_command(&settings, command).await?,
         Command::Keys { command } => return keys_command(&settings, command).await,
+        Command::Metabase { command } => metabase::metabase_command(&settings, command).await?,
         Command::Admin { command } => admin_command(&settings, command).await?,
     }
     Ok(ExitCode::SUCCESS)
