@@ -39,6 +39,8 @@ pub(crate) struct Options {
     pub(crate) app_database_url: String,
     /// The repository root, for `nats/` and `pipelines/`.
     pub(crate) root: std::path::PathBuf,
+    /// `database.max_connections` of `caller all`, when not the default.
+    pub(crate) database_connections: Option<u32>,
 }
 
 /// One tenant's credentials, held only in memory and never printed.
@@ -265,6 +267,9 @@ impl Env {
         // NOTE: a platform limit, not a tenant's: the default (1 call/s per caller number)
         // would pace every tenant's single number far below the scenario's rate.
         settings.admission.caller_number_calls_per_second = 1_000.0;
+        if let Some(connections) = options.database_connections {
+            settings.database.max_connections = connections;
+        }
         let app = tokio::spawn(caller::app::run(settings, caller::app::Role::All));
 
         let env = Self {

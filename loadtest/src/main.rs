@@ -82,6 +82,10 @@ enum Command {
             hide_env_values = true
         )]
         app_database_url: String,
+        /// The platform's database pool (`database.max_connections`; default: the
+        /// platform's own, 16). Every stage of `caller all` shares it.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=90))]
+        database_connections: Option<u32>,
     },
 }
 
@@ -125,6 +129,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             root,
             admin_database_url,
             app_database_url,
+            database_connections,
         } => {
             init_logs();
             let scenario = Scenario::load(&scenario)?;
@@ -132,6 +137,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 admin_database_url,
                 app_database_url,
                 root,
+                database_connections,
             };
             let report = run(&scenario, requests.as_deref(), &options, true).await?;
             println!("{}", report.table());

@@ -80,6 +80,7 @@ async fn a_tiny_scenario_calls_every_accepted_lead_once_and_refuses_bad_credenti
             "postgres://caller_app:caller_app@127.0.0.1:5432/caller".to_owned()
         }),
         root: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        database_connections: None,
     };
     let report = run(&scenario, None, &options, false).await.unwrap();
     let table = report.table();
