@@ -392,6 +392,15 @@ async fn pipeline_graph_prints_mermaid() {
         stdout.contains("stage_canary -->|canary.answered| stream_CANARY[(CANARY)]"),
         "{stdout}"
     );
+    // The analytics sink takes every subject its stream (FACTS) copies, and only those.
+    assert!(
+        stdout.contains("stage_dial -->|call.outcome| stage_analytics_sink"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("canary.answered| stage_analytics_sink"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]

@@ -345,6 +345,32 @@ impl Definitions {
         })
     }
 
+    /// Returns true when `consumer` receives messages on `subject`: its filter matches, and
+    /// its stream holds the subject (its own subjects, or those of the streams it sources).
+    pub fn takes(&self, consumer: &ConsumerDefinition, subject: &str) -> bool {
+        if !super::subjects::overlaps(consumer.filter(), subject) {
+            return false;
+        }
+        let Some(stream) = self.stream(&consumer.stream) else {
+            return false;
+        };
+        let held = |stream: &StreamDefinition| {
+            stream
+                .config
+                .subjects
+                .iter()
+                .any(|held| super::subjects::overlaps(held, subject))
+        };
+        held(stream)
+            || stream
+                .config
+                .sources
+                .iter()
+                .flatten()
+                .filter_map(|source| self.stream(&source.name))
+                .any(held)
+    }
+
     /// Returns a stream definition by name.
     pub fn stream(&self, name: &str) -> Option<&StreamDefinition> {
         self.streams

@@ -138,7 +138,7 @@ pub fn compile(
             }
             let fed = emitted
                 .iter()
-                .any(|(_, subject)| subjects::overlaps(filter, subject));
+                .any(|(_, subject)| definitions.takes(consumer, subject));
             if !fed {
                 problems.push(format!(
                     "{at}: consumer filter `{filter}` is fed by no source or stage of any pipeline"

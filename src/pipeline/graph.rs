@@ -18,7 +18,7 @@ pub fn mermaid(topology: &Topology, definitions: &Definitions) -> String {
             .filter(|stage| {
                 definitions
                     .consumer(&stage.stream, &stage.consumer)
-                    .is_some_and(|c| subjects::overlaps(c.filter(), subject))
+                    .is_some_and(|c| definitions.takes(c, subject))
             })
             .map(|stage| stage.name.as_str())
             .collect()
