@@ -252,6 +252,55 @@ async fn rollups_equal_a_recount_and_replaying_every_fact_twice_changes_nothing(
     };
     assert_eq!(recount(&h).await, vec![], "rollups differ from the recount");
 
+    // A queue snapshot: every consumer, and the tenant's admission queue; a second process
+    // taking the same round stores nothing more.
+    let round = Utc::now();
+    for _ in 0..2 {
+        caller::stages::analytics_sink::snapshot::take(&h.runtime, round)
+            .await
+            .unwrap();
+    }
+    let queues: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT stream, consumer, ack_pending FROM analytics.queue_status_view ORDER BY 1, 2",
+    )
+    .fetch_all(&h.env.db.observer)
+    .await
+    .unwrap();
+    assert!(
+        queues
+            .iter()
+            .any(|(stream, consumer, _)| stream == "FACTS" && consumer == "analytics_sink"),
+        "{queues:?}"
+    );
+    assert!(
+        queues
+            .iter()
+            .any(|(stream, consumer, _)| stream == "CALLS" && consumer == "dial")
+    );
+    // (The companion takes its own rounds too, on 30 s boundaries.)
+    let of_round = |table: &'static str| {
+        let pool = h.env.db.observer.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&format!(
+                "SELECT count(*) FROM analytics.{table} WHERE taken_at = $1"
+            ))
+            .bind(round)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        of_round("consumer_snapshots").await,
+        queues.len() as i64,
+        "one row per consumer per round"
+    );
+    assert_eq!(
+        of_round("admission_snapshots").await,
+        1,
+        "the tenant's admission queue"
+    );
+
     // Stop the pipeline (late provider callbacks would add facts while we compare), bring
     // analytics up to every fact on FACTS with one pass (a handler still in flight then
     // changes nothing either), and take that as the reference.
