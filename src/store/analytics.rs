@@ -12,10 +12,21 @@ use uuid::Uuid;
 use crate::bus::envelope::Meta;
 use crate::tenancy::directory::TenantSnapshot;
 
+/// Lets the transaction read and write every tenant's analytics: a causal chain crosses
+/// tenants (a webhook lead is under the nil tenant until resolve_tenant finds its client).
+pub async fn as_platform(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT set_config('app.platform', 'on', true)")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Serializes the facts of one causal link: a fact and its cause are recorded one after the
 /// other, never both at once, so exactly one of them sees the other and writes the link's
 /// stage latency. Locks are taken in key order, so two links never wait on each other.
 pub async fn lock_link(conn: &mut PgConnection, meta: &Meta) -> Result<(), sqlx::Error> {
+    // The keys are the ids' 64-bit hashes with a seed of our own: other advisory locks
+    // (bookings, OAuth refreshes) hash other text, so a collision only makes one wait.
     let mut ids = vec![meta.event_id.as_uuid()];
     ids.extend(meta.causation_id.map(|cause| cause.as_uuid()));
     sqlx::query(

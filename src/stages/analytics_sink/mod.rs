@@ -63,9 +63,7 @@ impl Stage for AnalyticsSink {
         cx: &mut StageContext<'_>,
     ) -> Result<(), StageError> {
         let meta = &input.meta;
-        sqlx::query("SELECT set_config('app.platform', 'on', true)")
-            .execute(&mut *cx.tx)
-            .await?;
+        facts::as_platform(cx.tx).await?;
         facts::lock_link(cx.tx, meta).await?;
         let call_id = match (&input.payload, meta.call_id) {
             (_, Some(call)) => Some(call.as_uuid()),
