@@ -32,7 +32,7 @@ fn profiles(service: &serde_yaml::Value) -> Vec<String> {
 fn compose_runs_nats_and_postgres_with_metabase_under_the_bi_profile() {
     let compose = yaml("compose.yaml");
     let services = &compose["services"];
-    for name in ["nats", "postgres", "metabase", "caller"] {
+    for name in ["nats", "postgres", "metabase", "caller", "simulator"] {
         assert!(
             services[name].is_mapping(),
             "compose.yaml has no service `{name}`"
@@ -45,6 +45,7 @@ fn compose_runs_nats_and_postgres_with_metabase_under_the_bi_profile() {
         );
     }
     assert!(profiles(&services["metabase"]).contains(&"bi".to_owned()));
+    assert!(profiles(&services["simulator"]).contains(&"sim".to_owned()));
     let nats_command = serde_yaml::to_string(&services["nats"]["command"]).unwrap();
     assert!(
         nats_command.contains("-js"),
