@@ -11,6 +11,7 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use caller::crypto::Keyring;
 use caller::ids::TenantId;
+use caller::ingress::verify::StandardWebhooks;
 use caller::providers::sim::{self, SimAccounts};
 use caller::providers::sim_elevenlabs::{ElevenLabsSimState, Script};
 use caller::providers::sim_gohighlevel::{self, GoHighLevelSimState};
@@ -48,8 +49,8 @@ pub(crate) struct TenantCreds {
     pub(crate) id: TenantId,
     pub(crate) ghl_secret: Secret<String>,
     pub(crate) zoho_secret: Secret<String>,
-    /// The Standard Webhooks key (the bytes after `whsec_`, decoded).
-    pub(crate) custom_key: Secret<Vec<u8>>,
+    /// Signs the tenant's custom webhooks with its Standard Webhooks secret.
+    pub(crate) custom_signer: StandardWebhooks,
     pub(crate) api_key: Secret<String>,
 }
 
@@ -361,6 +362,7 @@ async fn provision_tenants(
             "whsec_{}",
             base64::engine::general_purpose::STANDARD.encode(custom_key)
         );
+        let custom_signer = StandardWebhooks::new(&[Secret::new(custom_secret.clone())])?;
         let request = json!({
             "slug": tenant_slug(scenario, tenant),
             "name": format!("Load test {tenant}"),
@@ -418,7 +420,7 @@ async fn provision_tenants(
             id: client.id,
             ghl_secret: Secret::new(ghl_secret),
             zoho_secret: Secret::new(zoho_secret),
-            custom_key: Secret::new(custom_key.to_vec()),
+            custom_signer,
             api_key: Secret::new(key.text.expose().clone()),
         });
     }

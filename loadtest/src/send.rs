@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac as _};
+use caller::ingress::verify::StandardWebhooks;
+use caller::secret::Secret;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -188,22 +188,25 @@ fn build(
     }
 }
 
-/// Standard Webhooks headers: HMAC-SHA256 of `{id}.{timestamp}.{body}`, base64, `v1,` prefix.
+/// Standard Webhooks headers, signed by the tenant's signer (or, for an invalid-auth
+/// request, by one with a key the tenant does not have).
 fn sign(creds: &TenantCreds, planned: &Planned, valid: bool) -> [(String, String); 3] {
+    static WRONG: std::sync::LazyLock<StandardWebhooks> = std::sync::LazyLock::new(|| {
+        StandardWebhooks::new(&[Secret::new(
+            "whsec_bm90LXRoZS10ZW5hbnRzLXNpZ25pbmcta2V5LTAwMDAwMA==".to_owned(),
+        )])
+        .expect("a valid whsec_ secret")
+    });
     let id = format!("msg_loadtest_{}", planned.seq);
-    let timestamp = chrono::Utc::now().timestamp().to_string();
-    let key: &[u8] = if valid {
-        creds.custom_key.expose()
-    } else {
-        b"not-the-tenants-signing-key-000000"
-    };
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("hmac takes any key length");
-    mac.update(format!("{id}.{timestamp}.{}", planned.body).as_bytes());
-    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let now = chrono::Utc::now();
+    let signer = if valid { &creds.custom_signer } else { &WRONG };
     [
-        ("webhook-id".to_owned(), id),
-        ("webhook-timestamp".to_owned(), timestamp),
-        ("webhook-signature".to_owned(), format!("v1,{signature}")),
+        ("webhook-id".to_owned(), id.clone()),
+        ("webhook-timestamp".to_owned(), now.timestamp().to_string()),
+        (
+            "webhook-signature".to_owned(),
+            signer.sign(&id, now, planned.body.as_bytes()),
+        ),
     ]
 }
 

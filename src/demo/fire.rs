@@ -6,13 +6,12 @@
 //! location (the demo client's CRM), which is where crm_sync writes the call afterwards.
 
 use anyhow::Context as _;
-use base64::Engine as _;
-use hmac::Mac as _;
 use serde_json::{Value, json};
 
 use super::leads::{Channel, DemoLead};
 use super::tenant::DemoSecrets;
 use crate::ids::TenantId;
+use crate::ingress::verify::StandardWebhooks;
 use crate::providers::sim::SimAccounts;
 use crate::providers::sim_gohighlevel::VERSION_CONTACTS;
 
@@ -126,20 +125,18 @@ pub async fn send(targets: &Targets<'_>, lead: &DemoLead, contact: &str) -> anyh
                 "timezone": lead.zone.name(),
             })
             .to_string();
-            let timestamp = chrono::Utc::now().timestamp().to_string();
-            let signature = sign_standard_webhook(
-                targets.secrets.custom_webhook.expose(),
-                &delivery,
-                &timestamp,
-                &body,
-            )?;
+            let now = chrono::Utc::now();
+            let signature =
+                StandardWebhooks::new(std::slice::from_ref(&targets.secrets.custom_webhook))
+                    .context("the demo's custom webhook secret is not `whsec_<base64>`")?
+                    .sign(&delivery, now, body.as_bytes());
             targets
                 .http
                 .post(format!("{}/webhooks/{tenant}/custom", targets.ingress))
                 .header("content-type", "application/json")
                 .header("webhook-id", &delivery)
-                .header("webhook-timestamp", timestamp)
-                .header("webhook-signature", format!("v1,{signature}"))
+                .header("webhook-timestamp", now.timestamp().to_string())
+                .header("webhook-signature", signature)
                 .body(body)
         }
         Channel::Api => targets
@@ -170,25 +167,4 @@ pub async fn send(targets: &Targets<'_>, lead: &DemoLead, contact: &str) -> anyh
         );
     }
     Ok(())
-}
-
-/// Returns the Standard Webhooks signature (base64 HMAC-SHA256 of `id.timestamp.body`).
-fn sign_standard_webhook(
-    secret: &str,
-    id: &str,
-    timestamp: &str,
-    body: &str,
-) -> anyhow::Result<String> {
-    let key = secret
-        .strip_prefix("whsec_")
-        .and_then(|encoded| {
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .ok()
-        })
-        .context("the demo's custom webhook secret is not `whsec_<base64>`")?;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key)
-        .context("the demo's custom webhook secret is unusable")?;
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    Ok(base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
