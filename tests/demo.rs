@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use caller::store::analytics::RECOUNT;
-use common::{TestEnv, free_port, project_root};
+use common::{TestEnv, caller_command, free_port, project_root};
 
 /// The demo's own bound on its calls, and ours on the whole process.
 const DEMO_TIMEOUT_SECS: u64 = 240;
@@ -23,17 +23,13 @@ async fn the_demo_books_an_appointment_seen_in_highlevel_and_in_analytics() {
     let state = tempfile::tempdir().unwrap();
     let port = free_port();
     let simulator = format!("127.0.0.1:{}", free_port());
-    let mut command = Command::new(env!("CARGO_BIN_EXE_caller"));
+    let mut command = caller_command(&env, &project_root().join("nats"), port);
     command
         .args(["demo", "--timeout", &DEMO_TIMEOUT_SECS.to_string()])
         .args(["--simulator", &simulator])
         .arg("--state-dir")
         .arg(state.path())
-        .env("CALLER__NATS__URL", &env.nats.url)
-        .env("CALLER__DATABASE__URL", &env.db.app_url)
-        .env("CALLER__DATABASE__OWNER_URL", &env.db.url)
         .env("CALLER__DATABASE__MAX_CONNECTIONS", "12")
-        .env("CALLER__HTTP__LISTEN", format!("127.0.0.1:{port}"))
         .env(
             "CALLER__TELEPHONY__PUBLIC_BASE_URL",
             format!("http://127.0.0.1:{port}"),
@@ -49,15 +45,6 @@ async fn the_demo_books_an_appointment_seen_in_highlevel_and_in_analytics() {
         .env("CALLER__ZOHO__ACCOUNTS_URL", format!("http://{simulator}"))
         .env("CALLER__ZOHO__CLIENT_ID", "1000.SIMCLIENTID")
         .env("CALLER__ZOHO__CLIENT_SECRET", "sim-zoho-client-secret")
-        .env("CALLER__PATHS__NATS", project_root().join("nats"))
-        .env("CALLER__PATHS__PIPELINES", project_root().join("pipelines"))
-        .env("CALLER__LOG__FILTER", "warn")
-        .env("CALLER__CRYPTO__ACTIVE_KEY", "test")
-        .env(
-            "CALLER__CRYPTO__KEYS__TEST",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        )
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let child = tokio::process::Command::from(command)

@@ -2,37 +2,17 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use caller::bus::envelope::{Envelope, header};
 use caller::events::canary::CanaryRequested;
 use caller::ids::TenantId;
-use common::{TestEnv, eventually, free_port, project_root};
+use common::{TestEnv, caller_command, eventually, free_port, project_root};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn caller_command(env: &TestEnv, nats_dir: &Path, listen_port: u16) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_caller"));
-    command
-        .env("CALLER__NATS__URL", &env.nats.url)
-        .env("CALLER__DATABASE__URL", &env.db.app_url)
-        .env("CALLER__DATABASE__OWNER_URL", &env.db.url)
-        .env("CALLER__HTTP__LISTEN", format!("127.0.0.1:{listen_port}"))
-        .env("CALLER__PATHS__NATS", nats_dir)
-        .env("CALLER__PATHS__PIPELINES", project_root().join("pipelines"))
-        .env("CALLER__LOG__FILTER", "warn")
-        .env("CALLER__CRYPTO__ACTIVE_KEY", "test")
-        .env(
-            "CALLER__CRYPTO__KEYS__TEST",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        )
-        .stdin(Stdio::null());
-    command
-}
 
 fn run(mut command: Command) -> Output {
     command

@@ -356,3 +356,24 @@ pub fn database_address(url: &str) -> std::net::SocketAddr {
     let host_port = host_port.replace("localhost", "127.0.0.1");
     host_port.parse().unwrap()
 }
+
+/// A `caller` process of `env`'s NATS server and database, listening on `listen_port`, with
+/// the definitions of `nats_dir` and a fixed test master key.
+pub fn caller_command(env: &TestEnv, nats_dir: &Path, listen_port: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_caller"));
+    command
+        .env("CALLER__NATS__URL", &env.nats.url)
+        .env("CALLER__DATABASE__URL", &env.db.app_url)
+        .env("CALLER__DATABASE__OWNER_URL", &env.db.url)
+        .env("CALLER__HTTP__LISTEN", format!("127.0.0.1:{listen_port}"))
+        .env("CALLER__PATHS__NATS", nats_dir)
+        .env("CALLER__PATHS__PIPELINES", project_root().join("pipelines"))
+        .env("CALLER__LOG__FILTER", "warn")
+        .env("CALLER__CRYPTO__ACTIVE_KEY", "test")
+        .env(
+            "CALLER__CRYPTO__KEYS__TEST",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        )
+        .stdin(Stdio::null());
+    command
+}
