@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use caller::bus::envelope::header;
+use caller::bus::envelope::Meta;
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use tokio::time::Instant;
@@ -46,22 +46,16 @@ impl Watcher {
             let _client = client;
             let mut messages = futures::stream::select_all(subscriptions);
             while let Some(message) = messages.next().await {
-                let Some(headers) = message.headers.as_ref() else {
-                    continue;
-                };
-                let get = |name: &str| headers.get(name).map(|value| value.as_str().to_owned());
-                let (Some(id), Some(time)) = (get(header::ID), get(header::TIME)) else {
-                    continue;
-                };
-                let Ok(time) = DateTime::parse_from_rfc3339(&time) else {
+                // The project's own envelope reader: a message without one is not an event.
+                let Ok(meta) = Meta::from_headers(message.headers.as_ref()) else {
                     continue;
                 };
                 let event = Seen {
-                    id,
-                    kind: get(header::TYPE).unwrap_or_default(),
-                    source: get(header::SOURCE).unwrap_or_default(),
-                    time: time.with_timezone(&Utc),
-                    causation: get(header::CAUSATION_ID),
+                    id: meta.event_id.to_string(),
+                    kind: meta.event_type,
+                    source: meta.source,
+                    time: meta.occurred_at,
+                    causation: meta.causation_id.map(|cause| cause.to_string()),
                     subject: message.subject.to_string(),
                     received: Instant::now(),
                 };
