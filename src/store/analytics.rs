@@ -10,6 +10,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::bus::envelope::Meta;
+use crate::calls::state::Outcome;
+use crate::summary::Sentiment;
 use crate::tenancy::directory::TenantSnapshot;
 
 /// Lets the transaction read and write every tenant's analytics: a causal chain crosses
@@ -420,31 +422,31 @@ pub struct Counts {
 
 impl Counts {
     /// The counts of one ended attempt.
-    pub fn attempt(outcome: &str, duration_secs: Option<u32>) -> Self {
+    pub fn attempt(outcome: &Outcome, duration_secs: Option<u32>) -> Self {
         let mut counts = Self {
             attempts: 1,
             call_secs: duration_secs.map_or(0, i64::from),
             ..Self::default()
         };
         match outcome {
-            "human" => counts.human = 1,
-            "machine" => counts.machine = 1,
-            "no_answer" => counts.no_answer = 1,
-            "busy" => counts.busy = 1,
-            "failed" => counts.failed = 1,
-            "cancelled" => counts.cancelled = 1,
-            _ => counts.unknown = 1,
+            Outcome::Human => counts.human = 1,
+            Outcome::Machine => counts.machine = 1,
+            Outcome::NoAnswer => counts.no_answer = 1,
+            Outcome::Busy => counts.busy = 1,
+            Outcome::Failed(_) => counts.failed = 1,
+            Outcome::Cancelled => counts.cancelled = 1,
+            Outcome::Unknown => counts.unknown = 1,
         }
         counts
     }
 
     /// The counts of one summary's sentiment.
-    pub fn sentiment(sentiment: &str) -> Self {
+    pub fn sentiment(sentiment: Sentiment) -> Self {
         let mut counts = Self::default();
         match sentiment {
-            "positive" => counts.positive = 1,
-            "negative" => counts.negative = 1,
-            _ => counts.neutral = 1,
+            Sentiment::Positive => counts.positive = 1,
+            Sentiment::Neutral => counts.neutral = 1,
+            Sentiment::Negative => counts.negative = 1,
         }
         counts
     }

@@ -29,6 +29,7 @@ use crate::events::EventSpec;
 use crate::events::fact::Fact;
 use crate::shutdown::Shutdown;
 use crate::store::analytics::{self as facts, AiCounts, Counts};
+use crate::summary::Outcome as SummaryOutcome;
 use crate::tenancy::directory::Directory;
 
 /// The analytics sink.
@@ -146,7 +147,7 @@ async fn record_typed(
                 ended_at: outcome.ended_at,
             };
             if facts::insert_call(cx.tx, meta, &row).await? {
-                let counts = Counts::attempt(row.outcome, row.duration_secs);
+                let counts = Counts::attempt(&outcome.outcome, row.duration_secs);
                 facts::bump_counts(cx.tx, tenant, row.ended_at, &counts).await?;
             }
         }
@@ -203,19 +204,14 @@ async fn record_typed(
                 call_successful: summary.call_successful.as_deref(),
             };
             if facts::insert_summary(cx.tx, meta, &row).await? {
-                facts::bump_counts(
-                    cx.tx,
-                    tenant,
-                    meta.occurred_at,
-                    &Counts::sentiment(row.sentiment),
-                )
-                .await?;
+                let sentiment = Counts::sentiment(summary.sentiment);
+                facts::bump_counts(cx.tx, tenant, meta.occurred_at, &sentiment).await?;
                 let ai = AiCounts {
                     summaries: 1,
-                    booked: i32::from(row.outcome == "booked"),
-                    positive: i32::from(row.sentiment == "positive"),
-                    negative: i32::from(row.sentiment == "negative"),
-                    neutral: i32::from(row.sentiment != "positive" && row.sentiment != "negative"),
+                    booked: i32::from(summary.outcome == SummaryOutcome::Booked),
+                    positive: sentiment.positive,
+                    neutral: sentiment.neutral,
+                    negative: sentiment.negative,
                     sentiment_sum: f64::from(row.sentiment_score),
                     provider_success: i32::from(row.call_successful == Some("success")),
                     provider_failure: i32::from(row.call_successful == Some("failure")),
